@@ -1,0 +1,58 @@
+"""The ``sfumato`` command: one sub-command per module in ``sfumato.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sfumato import __version__
+from sfumato.errors import ConfigError, SfumatoError, UsageError
+
+# Sub-command name -> module in sfumato.commands defining ``add_parser(subparsers)``; each parser
+# sets ``func(args) -> int`` as its default.
+COMMANDS = {
+    "cloak": "cloak",
+    "run": "run",
+    "status": "status",
+    "config": "config",
+    "check": "check",
+    "service": "service",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sfumato",
+        description="Cloak artwork against AI style mimicry before posting it online.",
+    )
+    parser.add_argument("--version", action="version", version=f"sfumato {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        try:
+            module = importlib.import_module(f"sfumato.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"sfumato.commands.{module_name}":
+                continue  # command not part of this build
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ConfigError) as exc:
+        print(f"sfumato: {exc}", file=sys.stderr)
+        return 2
+    except SfumatoError as exc:
+        print(f"sfumato: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

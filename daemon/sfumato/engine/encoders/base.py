@@ -1,0 +1,71 @@
+"""The one interface every feature extractor offers the optimiser."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sfumato.errors import EncoderError
+
+
+def resize_antialiased(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Differentiable antialiased resize, so gradients reach every full-resolution pixel."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+class Encoder(nn.Module):
+    """An image batch in [0, 1] (B×3×H×W, any H, W) in; an embedding out.
+
+    Subclasses set ``spec`` (the string that names them), ``input_size`` and the model's own
+    ``mean``/``std`` and implement :meth:`features` on preprocessed input. ``spatial`` encoders
+    (latent autoencoders) return B×C×h×w maps that must be compared between aligned views.
+    """
+
+    spec: str = ""
+    input_size: tuple[int, int] = (224, 224)
+    spatial: bool = False
+    supports_text: bool = False
+    supports_classes: bool = False
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        images = resize_antialiased(images, self.input_size)
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → embedding (B×D, or B×C×h×w for spatial encoders)."""
+        return self.features(self.preprocess(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(images)
+
+    def embed_concepts(self, names: Sequence[str]) -> torch.Tensor:
+        """One embedding per concept name (text prompt or class name), comparable to :meth:`embed`."""
+        raise EncoderError(
+            f"encoder {self.spec} cannot embed text or class names; give a built-in style, "
+            f"a folder of reference images, or add an encoder with a text tower (openclip:...)"
+        )
+
+    def concept_vocabulary(self) -> Sequence[str] | None:
+        """Names :meth:`embed_concepts` accepts when it is closed (ImageNet classes); None if open."""
+        return None
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latent → image in [0, 1], for encoders that have a decoder (``has_decoder``)."""
+        raise EncoderError(f"encoder {self.spec} has no decoder")
+
+    @property
+    def has_decoder(self) -> bool:
+        return False

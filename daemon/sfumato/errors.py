@@ -1,0 +1,34 @@
+"""Errors a user sees: each carries one sentence that says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class SfumatoError(Exception):
+    """Base class: the message is shown to the user as it is, without a traceback."""
+
+
+class UsageError(SfumatoError):
+    """Bad command-line or API usage (exit status 2)."""
+
+
+class ConfigError(SfumatoError):
+    """An invalid configuration file or setting (exit status 2)."""
+
+
+class EncoderError(SfumatoError):
+    """An encoder cannot be loaded or cannot do what was asked (unknown name, missing weights...)."""
+
+
+class BadImageError(SfumatoError):
+    """A file that will never be cloaked as it is: corrupt, truncated, unsupported or too large.
+
+    The daemon moves such files to the failed folder; retrying cannot help.
+    """
+
+
+class TransientError(SfumatoError):
+    """A failure that may go away on retry: disk full, out of memory, a busy device."""
+
+
+class Cancelled(SfumatoError):
+    """The caller asked the running job to stop (SIGTERM): nothing was written."""
