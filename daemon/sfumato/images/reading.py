@@ -7,7 +7,6 @@ decode below sees the same bytes even if the file changes meanwhile.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import struct
 import threading
@@ -90,7 +89,7 @@ def _read_bytes(path: Path) -> bytes:
     except PermissionError as exc:
         raise BadImageError(f"{path.name}: cannot be read (permission denied)") from exc
     except OSError as exc:
-        if is_transient_oserror(exc) or exc.errno == errno.EIO:
+        if is_transient_oserror(exc):
             raise TransientError(f"{path.name}: could not be read ({exc.strerror})") from exc
         raise BadImageError(f"{path.name}: cannot be read ({exc.strerror})") from exc
 

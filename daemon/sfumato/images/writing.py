@@ -28,7 +28,8 @@ def _quantise(art: Artwork, rgb: np.ndarray) -> np.ndarray:
     """H×W×C samples in the source's depth: grey averaged back to one channel, alpha appended."""
     maximum = (1 << art.bit_depth) - 1
     dtype = np.uint16 if art.bit_depth == 16 else np.uint8
-    colour = np.clip(np.nan_to_num(rgb, nan=0.0), 0.0, 1.0)
+    colour = np.nan_to_num(rgb, nan=0.0)  # a copy, so clipping in place spares the caller's array
+    np.clip(colour, 0.0, 1.0, out=colour)
     if art.greyscale:
         colour = colour.mean(axis=2, keepdims=True)
     samples = np.rint(colour * maximum).astype(dtype)
