@@ -47,6 +47,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
+def on_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real installs are only allowed for this machine's platform: pretend it is Linux."""
+    monkeypatch.setattr(command, "current_platform", lambda: "linux")
+
+
+@pytest.fixture()
 def no_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"a dry run ran a command: {args}")
@@ -177,9 +183,12 @@ def test_dry_run_changes_nothing(
     assert sorted(home.rglob("*")) == [config]
 
 
-def test_install_and_uninstall_on_linux(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_install_and_uninstall_on_linux(
+    home: Path, on_linux: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake = FakeSystem()
     config = home / "pictures config.toml"
+    config.write_text("")
     assert command.install_service("linux", str(config), dry_run=False, runner=fake) == 0
     unit = home / ".config/systemd/user/sfumato.service"
     assert f'--config "{config}"' in unit.read_text()
@@ -196,13 +205,36 @@ def test_install_and_uninstall_on_linux(home: Path, capsys: pytest.CaptureFixtur
     assert not unit.exists()
     assert (*systemctl, "disable", "--now", "sfumato.service") in fake.calls
     assert fake.calls.index((*systemctl, "daemon-reload")) > 1
-    assert config.parent.exists()  # the user's own files stay
+    assert config.exists()  # the user's own files stay
+
+
+def test_first_install_creates_the_default_config(
+    home: Path, on_linux: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = FakeSystem()
+    assert command.install_service("linux", None, dry_run=False, runner=fake) == 0
+    config = home / ".config/sfumato/config.toml"
+    assert config.is_file()  # `sfumato run --config` would refuse a missing file
+    unit = (home / ".config/systemd/user/sfumato.service").read_text()
+    assert f'--config "{config}"' in unit
+    assert str(config) in capsys.readouterr().out
+
+
+def test_a_missing_explicit_config_stops_the_install(
+    home: Path, on_linux: None, no_subprocess: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = home / "typo.toml"
+    assert cli.main(["service", "install", "--platform", "linux", "--config", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert list(home.rglob("*")) == []
 
 
 def test_install_and_uninstall_on_macos(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(command, "current_platform", lambda: "macos")
     fake = FakeSystem({"bootout": (113, "", "Could not find service")})  # not loaded yet: fine
-    assert command.install_service("macos", None, dry_run=False, runner=fake) == 0
+    config = home / "config.toml"
+    config.write_text("")
+    assert command.install_service("macos", str(config), dry_run=False, runner=fake) == 0
     plist_file = home / "Library/LaunchAgents/org.sfumato.daemon.plist"
     assert plistlib.loads(plist_file.read_bytes())["Label"] == launchd.LABEL
     assert (home / "Library/Logs/sfumato").is_dir()
@@ -214,13 +246,12 @@ def test_install_and_uninstall_on_macos(home: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_no_user_manager_is_one_sentence_and_writes_nothing(
-    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    home: Path, on_linux: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def unreachable(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 1, "", "Failed to connect to bus: No medium\n")
 
     monkeypatch.setattr(subprocess, "run", unreachable)
-    monkeypatch.setattr(command, "current_platform", lambda: "linux")
     assert cli.main(["service", "install", "--platform", "linux"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Failed to connect to bus" in err
@@ -231,9 +262,8 @@ def test_no_user_manager_is_one_sentence_and_writes_nothing(
 
 
 def test_installing_for_another_platform_needs_dry_run(
-    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    home: Path, on_linux: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(command, "current_platform", lambda: "linux")
     assert cli.main(["service", "install", "--platform", "macos"]) == 2
     assert "--dry-run" in capsys.readouterr().err
 

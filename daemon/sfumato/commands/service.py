@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -17,7 +18,7 @@ from sfumato.services.context import (
     launchd_log_file,
     sfumato_program,
 )
-from sfumato.services.steps import Runner, Step, carry_out, run_command, show
+from sfumato.services.steps import Call, Runner, Step, carry_out, run_command, show
 
 NOT_RUNNING = 3  # like `systemctl is-active`
 
@@ -65,6 +66,28 @@ def _check_platform(platform: Platform | None, dry_run: bool) -> Platform:
     return platform
 
 
+def _config_setup(path: Path, explicit: str | None, platform: Platform) -> list[Step]:
+    """Check the config now rather than have the service fail in a restart loop later.
+
+    ``sfumato run --config`` never creates a missing file, so the first-run setup that a bare
+    ``sfumato run`` does (default config and folders) becomes a step of the install instead.
+    """
+    if platform != current_platform():
+        return []  # another machine's file: nothing to check here
+    from sfumato.config import load_config
+    from sfumato.config_file import load_or_create
+
+    if path.exists() or explicit or os.environ.get("SFUMATO_CONFIG"):
+        load_config(path)  # ConfigError names the file and the problem
+        return []
+    return [
+        Call(
+            f"create the default config at {path}, and its folders",
+            lambda: load_or_create(path)[1],
+        )
+    ]
+
+
 def install_service(
     platform: Platform | None,
     config: str | None,
@@ -77,15 +100,14 @@ def install_service(
     platform = _check_platform(platform, dry_run)
     program = sfumato_program()
     config_path = absolute_config_path(config, platform)
+    setup = _config_setup(config_path, config, platform)
     if platform == "linux":
-        steps: list[Step] = systemd.install_steps(program, config_path)
+        steps: list[Step] = systemd.install_steps(program, config_path, setup)
         logs = "journalctl --user -u sfumato -f"
     else:
         log_file = launchd_log_file()
-        steps = launchd.install_steps(program, config_path, log_file)
+        steps = launchd.install_steps(program, config_path, log_file, setup)
         logs = str(log_file)
-    if not config_path.exists():
-        print(f"note: the config file {config_path} does not exist yet", file=out)
     if dry_run:
         show(steps, out)
         return 0

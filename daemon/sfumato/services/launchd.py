@@ -53,14 +53,22 @@ def _service() -> str:
     return f"{_domain()}/{LABEL}"
 
 
-def install_steps(program: Sequence[str], config: Path, log_file: Path) -> list[Step]:
+def install_steps(
+    program: Sequence[str], config: Path, log_file: Path, prepare: Sequence[Step] = ()
+) -> list[Step]:
+    """``prepare`` runs before the plist is written."""
     path = plist_path()
     return [
+        *prepare,
         MakeDir(log_file.parent),  # launchd does not create the log folder
         WriteFile(path, render_plist(program, config, log_file)),
         Run((LAUNCHCTL, "bootout", _service()), may_fail=True),  # an older install, if loaded
         Run((LAUNCHCTL, "enable", _service())),  # undo an earlier `launchctl disable`
-        Run((LAUNCHCTL, "bootstrap", _domain(), str(path)), hint=NO_GUI_SESSION),
+        Run(
+            (LAUNCHCTL, "bootstrap", _domain(), str(path)),
+            failure="launchd did not load sfumato",
+            hint=NO_GUI_SESSION,
+        ),
     ]
 
 

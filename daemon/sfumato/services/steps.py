@@ -44,10 +44,19 @@ class RemoveFile:
 class Run:
     argv: tuple[str, ...]
     may_fail: bool = False  # e.g. stopping a service that is not loaded
+    failure: str = ""  # what a failure means, instead of "<command> failed"
     hint: str = ""  # what to do when it fails, appended to the error sentence
 
 
-Step = MakeDir | WriteFile | RemoveFile | Run
+@dataclass(frozen=True)
+class Call:
+    """A step done in Python, e.g. the first-run config setup; returns lines to report."""
+
+    description: str  # shown after "would "
+    action: Callable[[], list[str]]
+
+
+Step = MakeDir | WriteFile | RemoveFile | Run | Call
 
 
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -74,6 +83,8 @@ def show(steps: Iterable[Step], out: TextIO) -> None:
             print(text, end="" if text.endswith("\n") else "\n", file=out)
         elif isinstance(step, RemoveFile):
             print(f"would remove {step.path}", file=out)
+        elif isinstance(step, Call):
+            print(f"would {step.description}", file=out)
         else:
             note = "  (allowed to fail)" if step.may_fail else ""
             print(f"would run: {shlex.join(step.argv)}{note}", file=out)
@@ -92,9 +103,13 @@ def carry_out(steps: Iterable[Step], runner: Runner, out: TextIO) -> None:
                 step.path.unlink()
                 fsync_dir(step.path.parent)
                 print(f"removed {step.path}", file=out)
+        elif isinstance(step, Call):
+            for line in step.action():
+                print(line, file=out)
         else:
             result = runner(step.argv)
             if result.returncode != 0 and not step.may_fail:
+                failure = step.failure or f"{shlex.join(step.argv)} failed"
                 hint = f"; {step.hint}" if step.hint else ""
-                raise ServiceError(f"{shlex.join(step.argv)} failed: {first_line(result)}{hint}")
+                raise ServiceError(f"{failure} ({first_line(result)}){hint}")
             print(f"ran: {shlex.join(step.argv)}", file=out)

@@ -24,6 +24,7 @@ from sfumato.services.templates import SYSTEMD_UNIT, Placeholders, template_byte
 UNIT_NAME = SYSTEMD_UNIT
 SYSTEMCTL = ("systemctl", "--user")
 ENV = "/usr/bin/env"
+UNREACHABLE = "cannot reach the systemd user manager"
 NO_USER_MANAGER = (
     "log in to a desktop or SSH session of this user (or run `loginctl enable-linger` once so "
     "the user manager runs without a login) and try again"
@@ -93,10 +94,12 @@ def unit_path() -> Path:
     return Unix().user_config_path / "systemd" / "user" / UNIT_NAME
 
 
-def install_steps(program: Sequence[str], config: Path) -> list[Step]:
+def install_steps(program: Sequence[str], config: Path, prepare: Sequence[Step] = ()) -> list[Step]:
+    """``prepare`` runs once the user manager is known to be reachable, before the unit exists."""
     path = unit_path()
     return [
-        Run((*SYSTEMCTL, "show-environment"), hint=NO_USER_MANAGER),  # reachable at all?
+        Run((*SYSTEMCTL, "show-environment"), failure=UNREACHABLE, hint=NO_USER_MANAGER),
+        *prepare,
         MakeDir(path.parent),
         WriteFile(path, render_unit(program, config).encode("utf-8")),
         Run((*SYSTEMCTL, "daemon-reload")),
@@ -107,7 +110,7 @@ def install_steps(program: Sequence[str], config: Path) -> list[Step]:
 
 def uninstall_steps() -> list[Step]:
     return [
-        Run((*SYSTEMCTL, "show-environment"), hint=NO_USER_MANAGER),
+        Run((*SYSTEMCTL, "show-environment"), failure=UNREACHABLE, hint=NO_USER_MANAGER),
         Run((*SYSTEMCTL, "disable", "--now", UNIT_NAME), may_fail=True),
         RemoveFile(unit_path()),
         Run((*SYSTEMCTL, "daemon-reload")),
