@@ -1,0 +1,108 @@
+"""Filesystem events from the outboxes, as plain ``(kind, path)`` messages on a queue.
+
+Like watchdog's own observer/handler split, this module only *reports*: the daemon's main loop
+decides what an event means (see :mod:`sfumato.stability`), so the observer thread never blocks
+on hashing or cloaking. Kinds: ``touch`` (created or renamed here), ``modified``, ``opened``,
+``closed`` (after writing), ``read`` (closed without writing), ``gone``, ``dir`` (a folder
+appeared: scan it). ``polling=True`` uses watchdog's PollingObserver, for network filesystems
+where change events never arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections.abc import Iterable
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+log = logging.getLogger(__name__)
+
+Message = tuple[str, Path]
+
+
+def _as_path(raw: str | bytes) -> Path:
+    return Path(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+class _Reporter(FileSystemEventHandler):
+    """Turns watchdog events into messages; runs on the observer's thread."""
+
+    def __init__(self, sink: queue.Queue) -> None:
+        self.sink = sink
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        src = _as_path(event.src_path)
+        if isinstance(event, FileMovedEvent):
+            self.sink.put(("gone", src))
+            self.sink.put(("touch", _as_path(event.dest_path)))
+        elif isinstance(event, DirMovedEvent):
+            self.sink.put(("dir", _as_path(event.dest_path)))
+        elif isinstance(event, DirCreatedEvent):
+            self.sink.put(("dir", src))
+        elif isinstance(event, FileCreatedEvent):
+            self.sink.put(("touch", src))
+        elif isinstance(event, FileModifiedEvent):
+            self.sink.put(("modified", src))
+        elif isinstance(event, FileOpenedEvent):
+            self.sink.put(("opened", src))
+        elif isinstance(event, FileClosedEvent):
+            self.sink.put(("closed", src))
+        elif isinstance(event, FileClosedNoWriteEvent):
+            self.sink.put(("read", src))
+        elif isinstance(event, FileDeletedEvent):
+            self.sink.put(("gone", src))
+
+
+class Watcher:
+    """Watches folders recursively until stopped."""
+
+    def __init__(
+        self, sink: queue.Queue, *, polling: bool = False, poll_interval: float = 2.0
+    ) -> None:
+        self.sink = sink
+        self.polling = polling
+        self.poll_interval = poll_interval
+        self._observer: BaseObserver | None = None
+
+    @property
+    def reports_closes(self) -> bool:
+        """Whether ``opened``/``closed`` messages will arrive (inotify, not polling)."""
+        if self.polling or self._observer is None:
+            return False
+        return type(self._observer).__name__.startswith("Inotify")
+
+    def start(self, folders: Iterable[Path]) -> None:
+        if self.polling:
+            observer: BaseObserver = PollingObserver(timeout=self.poll_interval)
+        else:
+            observer = Observer()
+        handler = _Reporter(self.sink)
+        for folder in folders:
+            observer.schedule(handler, str(folder), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        log.debug("watching with %s", type(observer).__name__)
+
+    def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
