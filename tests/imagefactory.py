@@ -56,7 +56,24 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
-def png16_file(path: Path, samples: np.ndarray) -> Path:
+# Adam7 passes: first row, first column, row step, column step.
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (0, 4, 8, 8),
+    (4, 0, 8, 4),
+    (0, 2, 4, 4),
+    (2, 0, 4, 2),
+    (0, 1, 2, 2),
+    (1, 0, 2, 1),
+)
+
+
+def _unfiltered_rows(samples: np.ndarray) -> bytes:
+    rows = samples.astype(">u2").reshape(samples.shape[0], -1).view(np.uint8)
+    return b"".join(b"\x00" + row.tobytes() for row in rows)
+
+
+def png16_file(path: Path, samples: np.ndarray, *, interlace: bool = False) -> Path:
     """A 16-bit PNG written independently of sfumato (no filters), since Pillow cannot write one.
 
     ``samples``: H×W (grey), H×W×2 (grey+alpha), H×W×3 (RGB) or H×W×4 (RGBA), uint16.
@@ -65,9 +82,12 @@ def png16_file(path: Path, samples: np.ndarray) -> Path:
         samples = samples[..., None]
     height, width, channels = samples.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    rows = samples.astype(">u2").reshape(height, -1).view(np.uint8)
-    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
-    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    if interlace:
+        passes = (samples[y::dy, x::dx] for y, x, dy, dx in _ADAM7)
+        raw = b"".join(_unfiltered_rows(p) for p in passes if p.size)
+    else:
+        raw = _unfiltered_rows(samples)
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, int(interlace))
     data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
     data += _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
     path.write_bytes(data)

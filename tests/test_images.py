@@ -149,10 +149,11 @@ def test_cloaked_pixels_are_what_gets_written(tmp_path: Path) -> None:
 
 def test_exif_orientation_is_applied_and_output_is_upright(tmp_path: Path) -> None:
     stored = noise(24, 32)
-    path = save(tmp_path / "phone.png", stored, exif=exif_bytes(orientation=6))
+    path = save(tmp_path / "phone.png", stored, exif=exif_bytes(orientation=6), dpi=(300, 150))
     art = read_artwork(path)
     upright = np.rot90(stored, k=-1)  # orientation 6: the camera was turned a quarter clockwise
     assert art.size == (24, 32)
+    assert art.dpi == pytest.approx((150, 300), abs=0.05)  # PNG stores dots per metre
     assert np.array_equal(np.rint(art.rgb * 255).astype(np.uint8), upright)
     for policy in ("keep", "strip"):
         out = reread(encode_artwork(art, art.rgb, metadata=policy))
@@ -236,10 +237,11 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:
 # --- 16-bit PNG ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("interlace", [False, True])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_16_bit_png_keeps_full_precision(tmp_path: Path, channels: int) -> None:
+def test_16_bit_png_keeps_full_precision(tmp_path: Path, channels: int, interlace: bool) -> None:
     samples = noise(channels=channels, bits=16)
-    art = read_artwork(png16_file(tmp_path / "deep.png", samples))
+    art = read_artwork(png16_file(tmp_path / "deep.png", samples, interlace=interlace))
     assert art.bit_depth == 16
     samples = samples.reshape(24, 32, -1)
     colour = samples[..., :3] if channels >= 3 else samples[..., :1]

@@ -184,8 +184,7 @@ def read_artwork(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork
     data = _read_bytes(path)
     img = _open(data, path, max_pixels)
     source_mode = img.mode
-    wide = png16.wide_rawmode(img)
-    orientation = _orientation(img)
+    wide = png16.wide_rawmode(img)  # must be asked before decoding: Pillow then drops the tile
 
     def reopen(patch: Callable[[Image.Image], Image.Image]) -> Image.Image:
         again = patch(_open(data, path, max_pixels))
@@ -194,6 +193,7 @@ def read_artwork(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork
 
     with _decoding(path):
         img.load()
+        orientation = _orientation(img)
         _upright(img)
         icc = img.info.get("icc_profile") or None
         pixels = img
