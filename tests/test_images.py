@@ -234,6 +234,17 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path: Path) -> None:
     assert reread(encode_artwork(art, art.rgb)).mode == "RGB"
 
 
+def test_cmyk_jpeg_with_unusable_profile_falls_back_and_drops_it(tmp_path: Path) -> None:
+    cyan = np.zeros((24, 32, 4), np.uint8)
+    cyan[..., 0] = 255
+    path = save(tmp_path / "print.jpg", Image.fromarray(cyan, "CMYK"), icc_profile=srgb_profile())
+    art = read_artwork(path)  # an RGB profile cannot describe CMYK ink
+    assert art.icc_profile is None
+    red, green, blue = art.rgb.reshape(-1, 3).mean(axis=0)
+    assert red < 0.2 and green > 0.8 and blue > 0.8
+    assert "icc_profile" not in reread(encode_artwork(art, art.rgb)).info
+
+
 # --- 16-bit PNG ---------------------------------------------------------------------------------
 
 
@@ -388,3 +399,9 @@ def test_16_bit_png_keeps_profile_and_metadata(tmp_path: Path) -> None:
     stripped = reread(encode_artwork(art, art.rgb, metadata="strip"))
     assert stripped.info["icc_profile"] == art.icc_profile
     assert stripped.text == {} and not stripped.getexif()
+
+
+def test_jpeg_comment_is_kept_only_under_keep(tmp_path: Path) -> None:
+    art = read_artwork(save(tmp_path / "a.jpg", smooth(), comment=b"(c) Ada 2026"))
+    assert reread(encode_artwork(art, art.rgb, metadata="keep")).info["comment"] == b"(c) Ada 2026"
+    assert "comment" not in reread(encode_artwork(art, art.rgb, metadata="strip")).info
