@@ -22,6 +22,8 @@ from sfumato.options import METADATA_POLICIES
 
 JPEG_QUALITY = 95
 PNG_COMPRESS_LEVEL = 6  # zlib's default: most of level 9's gain at a fraction of its time
+# A JPEG marker holds 64 KiB; bigger EXIF/XMP/comments (rare) are dropped rather than failing.
+_JPEG_MARKER_ROOM = 65_000
 
 
 def _quantise(art: Artwork, rgb: np.ndarray) -> np.ndarray:
@@ -60,12 +62,9 @@ def _png_params(art: Artwork, metadata: str) -> dict[str, Any]:
 def _jpeg_params(art: Artwork, metadata: str) -> dict[str, Any]:
     params: dict[str, Any] = {"quality": JPEG_QUALITY, "subsampling": 0, "optimize": True}
     if metadata == "keep":
-        if art.exif:
-            params["exif"] = art.exif
-        if art.xmp:
-            params["xmp"] = art.xmp
-        if art.comment:
-            params["comment"] = art.comment
+        for key, value in (("exif", art.exif), ("xmp", art.xmp), ("comment", art.comment)):
+            if value and len(value) <= _JPEG_MARKER_ROOM:
+                params[key] = value
     if art.icc_profile:
         params["icc_profile"] = art.icc_profile
     if art.dpi:
