@@ -1,0 +1,378 @@
+"""The watched-folder daemon: watcher -> stability -> ledger -> jobs, on one main loop.
+
+The main thread owns the event queue, the stability tracker and the dispatching; worker threads
+only run jobs, which share the cloaker (models loaded once). Signals only set flags: SIGTERM and
+SIGINT stop (the running job's ``should_stop`` turns True and it is resumed on the next start),
+SIGHUP reloads the config (an invalid one is reported and the old one kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sfumato import notify
+from sfumato.config import Config, FolderSettings, load_config
+from sfumato.errors import ConfigError
+from sfumato.jobs import JobRunner, sniff
+from sfumato.ledger import Ledger, file_sha256
+from sfumato.paths import FolderPaths, is_image_name
+from sfumato.stability import StabilityTracker
+from sfumato.watcher import Watcher
+
+log = logging.getLogger("sfumato.daemon")
+
+STOP_GRACE = 8.0  # seconds a running job gets to notice the stop flag before we exit anyway
+IDLE_WAKE = 5.0  # longest sleep of the main loop when nothing is pending
+
+CloakerFactory = Callable[[str, "int | None"], object]
+
+
+def _real_cloaker(device: str, threads: int | None):
+    from sfumato.pipeline import Cloaker  # imported late: the engine pulls in torch
+
+    return Cloaker(device=device, threads=threads)
+
+
+class Daemon:
+    """``Daemon(config).run()`` watches until stopped; ``run(once=True)`` drains and returns."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        cloaker_factory: CloakerFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.cloaker_factory = cloaker_factory or _real_cloaker
+        self.events: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self._reload = threading.Event()
+        self._cloakers: dict[tuple[str, int | None], object] = {}
+        self._jobs: queue.Queue = queue.Queue()
+        self._running: dict[int, str] = {}  # job id -> folder key
+        self._workers: list[threading.Thread] = []
+        self.folders: list[FolderPaths] = []
+        self.ledger: Ledger | None = None
+        self.runner: JobRunner | None = None
+        self.watcher: Watcher | None = None
+        self.tracker: StabilityTracker | None = None
+
+    # ----- signals -------------------------------------------------------------------------
+    def request_stop(self, *_: object) -> None:
+        self.stop.set()
+        self.events.put(("wake", None))
+
+    def request_reload(self, *_: object) -> None:
+        self._reload.set()
+        self.events.put(("wake", None))
+
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        handlers = {signal.SIGTERM: self.request_stop, signal.SIGINT: self.request_stop}
+        if hasattr(signal, "SIGHUP"):
+            handlers[signal.SIGHUP] = self.request_reload
+        for signum, handler in handlers.items():
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+    # ----- configuration --------------------------------------------------------------------
+    def _cloaker_for(self, options) -> object:
+        key = (options.device, options.threads)
+        if key not in self._cloakers:
+            self._cloakers[key] = self.cloaker_factory(options.device, options.threads)
+        return self._cloakers[key]
+
+    def _folder_options(self, folder: FolderSettings):
+        auto = self.config.folder_style(folder) == "auto"
+        target = self.ledger.folder_target(folder.key) if auto else None
+        return self.config.options_for(folder, style=target), auto
+
+    def _apply_config(self, config: Config) -> None:
+        """Make ``config`` current: folders exist, models are loaded, watches follow."""
+        for folder in config.folders:
+            folder.outbox.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        # Deepest outbox first, so a file of a nested outbox belongs to the nested folder.
+        folders = [FolderPaths(f) for f in config.folders]
+        self.folders = sorted(folders, key=lambda p: len(p.outbox.parts), reverse=True)
+        for folder in config.folders:
+            options, _ = self._folder_options(folder)
+            self._cloaker_for(options).prepare(options)
+        log.info(
+            "watching %s",
+            ", ".join(str(p.outbox) for p in self.folders) or "no folders (none configured)",
+        )
+        self.ledger.set_meta(
+            pid=os.getpid(),
+            started_at=time.time(),
+            config=self.config_path,
+            folders=json.dumps([f.model_dump(mode="json") for f in config.folders]),
+        )
+
+    def _reload_config(self) -> None:
+        self._reload.clear()
+        notify.notify_reloading()
+        try:
+            config = load_config(self.config_path)
+            if config.daemon.state_dir != self.config.daemon.state_dir:
+                log.warning("daemon.state_dir changes only take effect after a restart")
+                config.daemon.state_dir = self.config.daemon.state_dir
+            self._apply_config(config)
+        except ConfigError as exc:
+            for line in str(exc).splitlines():
+                log.error("%s", line)
+            log.error("kept the previous configuration")
+        except Exception as exc:  # e.g. an encoder that cannot be loaded
+            log.error("could not apply the new configuration (%s); kept the previous one", exc)
+        else:
+            log.info("reloaded the configuration from %s", self.config_path)
+            if self.watcher is not None:
+                self.watcher.stop()
+                self._start_watcher()
+            self._scan_all()
+        notify.notify_ready()
+
+    # ----- events ---------------------------------------------------------------------------
+    def _start_watcher(self) -> None:
+        d = self.config.daemon
+        self.watcher = Watcher(self.events, polling=d.polling, poll_interval=d.poll_interval)
+        self.watcher.start(p.outbox for p in self.folders)
+        self.tracker.tracks_writers = self.watcher.reports_closes
+
+    def _folder_of(self, path: Path) -> tuple[FolderPaths, str] | None:
+        for paths in self.folders:
+            rel = paths.relative(path)
+            if rel is not None:
+                return paths, rel
+        return None
+
+    def _scan_all(self) -> None:
+        for paths in self.folders:
+            for path in paths.walk():
+                self.tracker.touch(path)
+
+    def _handle(self, kind: str, payload) -> None:
+        if kind == "finished":
+            self._finished(*payload)
+            return
+        if kind == "wake" or payload is None:
+            return
+        path = Path(payload)
+        if kind == "dir":
+            for paths in self.folders:
+                if paths.relative(path) is not None:
+                    for found in paths.walk_dir(path):
+                        self.tracker.touch(found)
+                    break
+            return
+        if kind == "gone":
+            self.tracker.forget(path)
+            return
+        if self._folder_of(path) is None:
+            return
+        if kind == "touch":
+            self.tracker.touch(path)
+        elif kind == "modified":
+            self.tracker.modified(path)
+        elif kind == "opened":
+            self.tracker.opened(path)
+        elif kind in ("closed", "read"):
+            self.tracker.closed(path, wrote=kind == "closed")
+
+    def _admit(self, path: Path) -> None:
+        """A complete file: record it in the ledger as a job (or as a duplicate, or ignored)."""
+        found = self._folder_of(path)
+        if found is None:
+            return
+        paths, rel = found
+        key = paths.folder.key
+        try:
+            st = path.stat()
+            if not path.is_file():
+                return
+            if not is_image_name(rel) and sniff(path) not in ("PNG", "JPEG"):
+                if not self.ledger.find_ignored(key, rel, st.st_size, st.st_mtime):
+                    self.ledger.add(key, rel, st.st_size, st.st_mtime, "", state="ignored")
+                    log.info("left %s in the outbox: not a JPG or PNG file", paths.shown(path))
+                    # logged once: the ledger remembers it until the file changes
+                return
+            sha = file_sha256(path)
+        except OSError:
+            return
+        active = self.ledger.find_active(key, rel)
+        if active is not None:
+            if active.sha256 != sha and active.id not in self._running and active.phase == "cloak":
+                self.ledger.update(active.id, sha256=sha, size=st.st_size, mtime=st.st_mtime)
+            return
+        done = self.ledger.find_done_content(key, sha)
+        if done is not None:
+            self.ledger.add(
+                key, rel, st.st_size, st.st_mtime, sha, phase="duplicate", output=done.output
+            )
+        else:
+            self.ledger.add(key, rel, st.st_size, st.st_mtime, sha)
+        log.debug("queued %s", paths.shown(path))
+
+    # ----- jobs -----------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        free = self.config.daemon.workers - len(self._running)
+        if free <= 0:
+            return
+        by_key = {p.folder.key: p for p in self.folders}
+        for job in self.ledger.due(time.time()):
+            if free <= 0:
+                break
+            paths = by_key.get(job.folder)
+            if job.id in self._running or paths is None:
+                continue
+            auto = self.config.folder_style(paths.folder) == "auto"
+            if (
+                auto
+                and job.phase == "cloak"
+                and job.folder in self._running.values()
+                and self.ledger.folder_target(job.folder) is None
+            ):
+                continue  # the folder's first image picks its target; the others follow it
+            self._running[job.id] = job.folder
+            self._jobs.put((job.id, paths))
+            free -= 1
+
+    def _work(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            job_id, paths = item
+            state = "waiting"
+            if self.stop.is_set():  # stopping: leave it waiting for the next start
+                self.events.put(("finished", (job_id, state)))
+                continue
+            try:
+                job = self.ledger.get(job_id)
+                options, auto = self._folder_options(paths.folder)
+                state = self.runner.run(
+                    job, paths, options, self._cloaker_for(options), auto_style=auto
+                )
+            except Exception:
+                log.exception("job %s crashed", job_id)
+            finally:
+                self.events.put(("finished", (job_id, state)))
+
+    def _finished(self, job_id: int, state: str) -> None:
+        self._running.pop(job_id, None)
+        notify.notify_status(self._status_line())
+        job = self.ledger.get(job_id)
+        if state in ("done", "duplicate") and job.source.exists():
+            self.tracker.touch(job.source)  # rewritten while cloaked: take the new content
+
+    def _status_line(self) -> str:
+        if self._running:
+            return f"cloaking {len(self._running)} file(s)"
+        return "idle, watching " + ", ".join(str(p.outbox) for p in self.folders)
+
+    def _on_status(self, text: str) -> None:
+        notify.notify_status(text)
+
+    # ----- main loop ------------------------------------------------------------------------
+    def _timeout(self, once: bool) -> float:
+        waits = [IDLE_WAKE]
+        if (pending := self.tracker.next_check_in()) is not None:
+            waits.append(pending)
+        if (retry := self.ledger.next_retry_at()) is not None and not once:
+            waits.append(max(0.0, retry - time.time()))
+        if (interval := notify.watchdog_interval()) is not None:
+            waits.append(interval / 2)
+        return max(0.02, min(waits))
+
+    def _idle(self) -> bool:
+        """Nothing left for ``--once``: no pending file, no due job, no running job."""
+        return not self.tracker and not self._running and not self.ledger.due(time.time())
+
+    def run(self, once: bool = False) -> int:
+        """Watch (or, with ``once``, drain what is waiting) until stopped; returns exit status."""
+        d = self.config.daemon
+        self.ledger = Ledger(d.state_dir)
+        recovered = self.ledger.recover()
+        if recovered:
+            log.info("resuming %d interrupted job(s)", recovered)
+        self.tracker = StabilityTracker(d.settle_seconds)
+        self.runner = JobRunner(
+            self.ledger,
+            max_attempts=d.max_attempts,
+            retry_backoff=d.retry_backoff,
+            max_file_mb=d.max_file_mb,
+            stop=self.stop,
+            on_status=self._on_status,
+        )
+        previous = self._install_signals()
+        try:
+            self._apply_config(self.config)
+            if not once:
+                self._start_watcher()
+            self._scan_all()
+            for _ in range(max(1, d.workers)):
+                worker = threading.Thread(target=self._work, name="sfumato-worker", daemon=True)
+                worker.start()
+                self._workers.append(worker)
+            notify.notify_ready()
+            notify.notify_status(self._status_line())
+            self._loop(once)
+        finally:
+            self._shutdown(previous)
+        return 0
+
+    def _loop(self, once: bool) -> None:
+        while not self.stop.is_set():
+            if self._reload.is_set():
+                self._reload_config()
+            for path in self.tracker.ready():
+                self._admit(path)
+            self._dispatch()
+            if once and self._idle():
+                return
+            notify.watchdog_ping()
+            try:
+                kind, payload = self.events.get(timeout=self._timeout(once))
+            except queue.Empty:
+                continue
+            self._handle(kind, payload)
+            while True:  # drain a burst (200 files dropped at once) before re-checking
+                try:
+                    kind, payload = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                self._handle(kind, payload)
+
+    def _shutdown(self, previous: dict) -> None:
+        if self.stop.is_set():
+            log.info("stopping")
+        notify.notify_stopping()
+        self.stop.set()
+        if self.watcher is not None:
+            self.watcher.stop()
+        for _ in self._workers:
+            self._jobs.put(None)
+        deadline = time.monotonic() + STOP_GRACE
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        alive = any(w.is_alive() for w in self._workers)
+        for signum, handler in previous.items():
+            with contextlib.suppress(Exception):
+                signal.signal(signum, handler)
+        if self.ledger is not None and not alive:
+            with contextlib.suppress(Exception):
+                self.ledger.set_meta(pid=None, stopped_at=time.time())
+            self.ledger.close()

@@ -1,0 +1,311 @@
+"""One file's journey: cloak into ready, then move the original to originals (or both to failed).
+
+Every step is planned in the ledger before it is taken, so a job interrupted anywhere (SIGKILL,
+power loss) is finished on the next start without doing anything twice:
+
+* ``cloak``: the output name is recorded, then the engine writes it atomically. If the recorded
+  output exists on restart, the cloak was finished and is not redone.
+* ``move``: the original's destination is recorded, then it is moved (copy, fsync, rename, and
+  only then unlink across filesystems). An identical copy already at the destination means the
+  move was interrupted after copying: only the source is removed.
+* ``fail``: same as ``move``, into the failed folder, plus ``<name>.error.txt``.
+* ``duplicate``: content already cloaked in this folder: moved to originals without cloaking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sfumato.errors import BadImageError, Cancelled, TransientError
+from sfumato.fileops import atomic_write_bytes, fsync_dir, safe_move, unique_path
+from sfumato.ledger import Job, Ledger, file_sha256
+from sfumato.options import CloakOptions
+from sfumato.paths import FolderPaths
+
+log = logging.getLogger("sfumato.daemon")
+
+PROGRESS_EVERY = 0.5  # seconds between progress writes to the ledger
+
+
+def sniff(path: Path) -> str | None:
+    """PNG/JPEG by magic bytes; "unknown" if the sniffer is not available (the engine decides)."""
+    try:
+        from sfumato.images import sniff_format
+    except ImportError:
+        return "unknown"
+    return sniff_format(path)
+
+
+def _what_it_is(path: Path) -> str:
+    try:
+        from sfumato.images.sniffing import HEADER_BYTES, describe_other
+
+        with open(path, "rb") as handle:
+            return describe_other(handle.read(HEADER_BYTES))
+    except (ImportError, OSError):
+        return "its content is not recognised"
+
+
+def _same_content(path: Path, sha256: str) -> bool:
+    try:
+        return file_sha256(path) == sha256
+    except OSError:
+        return False
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+class JobRunner:
+    """Runs ledger jobs with a shared cloaker; safe to call from several worker threads."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        max_attempts: int,
+        retry_backoff: float,
+        max_file_mb: float,
+        stop: threading.Event,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.max_attempts = max_attempts
+        self.retry_backoff = retry_backoff
+        self.max_file_bytes = int(max_file_mb * 1024 * 1024)
+        self.stop = stop
+        self.on_status = on_status or (lambda text: None)
+
+    def run(
+        self,
+        job: Job,
+        paths: FolderPaths,
+        options: CloakOptions,
+        cloaker,
+        *,
+        auto_style: bool,
+    ) -> str:
+        """Take ``job`` as far as it goes; returns its new state."""
+        src = job.source
+        self.ledger.update(
+            job.id,
+            state="working",
+            attempts=job.attempts + 1,
+            started_at=time.time(),
+            progress=0.0,
+        )
+        job.attempts += 1
+        try:
+            if job.phase == "fail":
+                return self._fail(job, paths, job.error or "could not be cloaked")
+            if job.phase == "duplicate":
+                return self._duplicate(job, paths)
+            if not src.exists():
+                return self._vanished(job, paths)
+            if job.phase == "cloak":
+                self._check_input(src)
+                self._cloak(job, paths, options, cloaker, auto_style=auto_style)
+            return self._move_original(job, paths)
+        except BadImageError as exc:
+            return self._fail(job, paths, str(exc))
+        except Cancelled:
+            self.ledger.update(job.id, state="waiting", attempts=job.attempts - 1, progress=0.0)
+            log.info("stopped %s: it will be resumed on the next start", paths.shown(src))
+            return "waiting"
+        except Exception as exc:  # transient or unexpected: retry with backoff, then fail
+            return self._retry_or_fail(job, paths, exc)
+
+    def _check_input(self, src: Path) -> None:
+        size = src.stat().st_size
+        if size == 0:
+            raise BadImageError(f"{src.name} is empty (0 bytes)")
+        if size > self.max_file_bytes:
+            raise BadImageError(
+                f"{src.name} is {size / 1048576:.0f} MB, larger than the "
+                f"{self.max_file_bytes / 1048576:g} MB limit (daemon.max_file_mb)"
+            )
+        if sniff(src) is None:
+            raise BadImageError(f"{src.name} is not a PNG or JPEG image: {_what_it_is(src)}")
+
+    def _cloak(
+        self, job: Job, paths: FolderPaths, options: CloakOptions, cloaker, *, auto_style: bool
+    ) -> None:
+        planned = Path(job.output) if job.output else None
+        if planned is not None and planned.exists():
+            log.info("%s was already cloaked before a restart", paths.shown(job.source))
+        else:
+            if planned is None:
+                planned = unique_path(paths.ready_path(job.relpath))
+                self.ledger.update(job.id, output=str(planned))
+            planned.parent.mkdir(parents=True, exist_ok=True)
+            self.on_status(f"cloaking {paths.shown(job.source)}")
+            outcome = cloaker.cloak_file(
+                job.source,
+                planned,
+                options,
+                overwrite=False,
+                progress=self._progress_writer(job.id),
+                should_stop=self.stop.is_set,
+            )
+            target = outcome.target
+            if auto_style and target:
+                target = self.ledger.set_folder_target(paths.folder.key, target)
+            job.output, job.psnr, job.seconds, job.target = (
+                str(outcome.output),
+                outcome.psnr,
+                outcome.seconds,
+                outcome.target,
+            )
+            self.ledger.update(
+                job.id,
+                output=str(outcome.output),
+                psnr=outcome.psnr,
+                ssim=outcome.ssim,
+                seconds=outcome.seconds,
+                target=outcome.target,
+            )
+            if outcome.status != "ok":
+                log.warning("%s: cloak is %s", paths.shown(job.source), outcome.status)
+        job.phase = "move"
+        self.ledger.update(job.id, phase="move", progress=1.0)
+
+    def _progress_writer(self, job_id: int) -> Callable[[float], None]:
+        last = [0.0]
+
+        def progress(fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY:
+                last[0] = now
+                self.ledger.set_progress(job_id, float(fraction))
+
+        return progress
+
+    def _place(self, job: Job, destination: Path) -> Path:
+        """Move the source to ``destination`` (planned in the ledger first), finishing an
+        interrupted move instead of copying twice."""
+        src = job.source
+        planned = Path(job.original_to) if job.original_to else None
+        if planned is not None and planned.exists() and _same_content(planned, job.sha256):
+            if src.exists():
+                os.unlink(src)
+                fsync_dir(src.parent)
+            return planned
+        if planned is None or planned.exists():
+            planned = unique_path(destination)
+            job.original_to = str(planned)
+            self.ledger.update(job.id, original_to=str(planned))
+        moved = safe_move(src, planned)
+        if moved != planned:
+            self.ledger.update(job.id, original_to=str(moved))
+        return moved
+
+    def _move_original(self, job: Job, paths: FolderPaths) -> str:
+        if not _same_content(job.source, job.sha256):
+            # Rewritten while we cloaked it: keep it in the outbox to be cloaked as new content.
+            self.ledger.update(job.id, state="done", finished_at=time.time(), progress=1.0)
+            log.info("%s changed while it was cloaked: it will be cloaked again", job.relpath)
+            return "done"
+        moved = self._place(job, paths.originals_path(job.relpath))
+        self.ledger.update(
+            job.id, state="done", original_to=str(moved), finished_at=time.time(), progress=1.0
+        )
+        details = []
+        if job.seconds is not None:
+            details.append(f"in {job.seconds:.1f} s")
+        if job.psnr is not None:
+            details.append(f"PSNR {job.psnr:.1f} dB")
+        if job.target:
+            details.append(f"target {job.target}")
+        log.info(
+            "done %s -> %s %s",
+            paths.shown(job.source),
+            paths.shown(job.output or "?"),
+            ", ".join(details),
+        )
+        return "done"
+
+    def _duplicate(self, job: Job, paths: FolderPaths) -> str:
+        if not job.source.exists() and not job.original_to:
+            return self._vanished(job, paths)
+        moved = self._place(job, paths.originals_path(job.relpath))
+        self.ledger.update(
+            job.id, state="duplicate", original_to=str(moved), finished_at=time.time()
+        )
+        log.info(
+            "duplicate %s: same content as %s, already cloaked; moved to %s without cloaking again",
+            paths.shown(job.source),
+            paths.shown(job.output or "?"),
+            paths.shown(moved),
+        )
+        return "duplicate"
+
+    def _vanished(self, job: Job, paths: FolderPaths) -> str:
+        planned = Path(job.original_to) if job.original_to else None
+        if planned is not None and planned.exists() and job.phase in ("move", "duplicate"):
+            state = "duplicate" if job.phase == "duplicate" else "done"
+            self.ledger.update(job.id, state=state, finished_at=time.time(), progress=1.0)
+            return state
+        if planned is not None and planned.exists() and job.phase == "fail":
+            self._write_error(planned, job.error or "could not be cloaked")
+            self.ledger.update(job.id, state="failed", finished_at=time.time())
+            return "failed"
+        self.ledger.update(
+            job.id,
+            state="removed",
+            error="the file was removed from the outbox before it was cloaked",
+            finished_at=time.time(),
+        )
+        log.warning("%s disappeared before it was cloaked", paths.shown(job.source))
+        return "removed"
+
+    def _write_error(self, failed_copy: Path, reason: str) -> None:
+        note = failed_copy.with_name(failed_copy.name + ".error.txt")
+        if not note.exists():
+            atomic_write_bytes(note, (_sentence(reason) + "\n").encode("utf-8"))
+
+    def _fail(self, job: Job, paths: FolderPaths, reason: str) -> str:
+        reason = _sentence(reason)
+        if job.phase != "fail":
+            job.phase, job.error = "fail", reason
+            self.ledger.update(job.id, phase="fail", error=reason, original_to=None)
+            job.original_to = None
+        if not job.source.exists():
+            return self._vanished(job, paths)
+        moved = self._place(job, paths.failed_path(job.relpath))
+        self._write_error(moved, reason)
+        self.ledger.update(job.id, state="failed", original_to=str(moved), finished_at=time.time())
+        log.error("failed %s -> %s: %s", paths.shown(job.source), paths.shown(moved), reason)
+        return "failed"
+
+    def _retry_or_fail(self, job: Job, paths: FolderPaths, exc: Exception) -> str:
+        if isinstance(exc, TransientError | OSError):
+            reason = str(exc)
+        else:
+            log.exception("unexpected error on %s", paths.shown(job.source))
+            reason = f"{type(exc).__name__}: {exc}"
+        if job.attempts >= self.max_attempts:
+            with contextlib.suppress(Exception):
+                return self._fail(job, paths, f"gave up after {job.attempts} attempts: {reason}")
+            self.ledger.update(job.id, state="waiting", next_try_at=time.time() + 3600)
+            return "waiting"
+        delay = self.retry_backoff * 2 ** (job.attempts - 1)
+        self.ledger.update(
+            job.id, state="waiting", error=reason, next_try_at=time.time() + delay, progress=0.0
+        )
+        log.warning(
+            "%s: %s; retrying in %.0f s (attempt %d of %d)",
+            paths.shown(job.source),
+            reason,
+            delay,
+            job.attempts,
+            self.max_attempts,
+        )
+        return "waiting"

@@ -1,0 +1,506 @@
+"""The daemon end to end: real folders, real watchdog observers, a ledger, a cloaker.
+
+In-process tests use a stand-in cloaker (``daemonkit.FakeCloaker``) where the engine is not the
+point; the tests marked ``engine`` run ``python -m sfumato run`` with the real engine and a tiny
+random encoder, and kill it (SIGKILL, SIGTERM) to check that nothing is lost or done twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from daemonkit import (
+    TINY_ENGINE,
+    FakeCloaker,
+    LogReader,
+    art,
+    files_under,
+    folder_block,
+    png_bytes,
+    start_daemon,
+    wait_for,
+    write_config,
+)
+from sfumato.cli import main
+from sfumato.config import load_config
+from sfumato.daemon import Daemon
+from sfumato.ledger import Ledger, file_sha256
+
+MARK = FakeCloaker.MARK
+
+
+def run_once(config_path: Path, cloaker: FakeCloaker) -> None:
+    config = load_config(config_path)
+    assert Daemon(config, config_path=config_path, cloaker_factory=cloaker).run(once=True) == 0
+
+
+def states(root: Path) -> list[tuple[str, str]]:
+    db = sqlite3.connect(root / "state" / "ledger.sqlite3")
+    try:
+        return db.execute("SELECT relpath, state FROM files ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+class Running:
+    """A watching daemon on a background thread (signals are tested in a subprocess)."""
+
+    def __init__(self, config_path: Path, cloaker: FakeCloaker) -> None:
+        self.daemon = Daemon(
+            load_config(config_path), config_path=config_path, cloaker_factory=cloaker
+        )
+        self.status: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.status.append(self.daemon.run()))
+        self.thread.start()
+        assert wait_for(lambda: self.daemon.watcher is not None and self.daemon._workers, 10)
+
+    def stop(self) -> None:
+        self.daemon.request_stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive() and self.status == [0]
+
+
+@pytest.fixture
+def running(tmp_path):
+    started: list[Running] = []
+
+    def start(config_path: Path, cloaker: FakeCloaker) -> Running:
+        started.append(Running(config_path, cloaker))
+        return started[-1]
+
+    yield start
+    for daemon in started:
+        if daemon.thread.is_alive():
+            daemon.stop()
+
+
+# ----- in-process, stand-in cloaker ---------------------------------------------------------
+
+
+def test_waiting_files_are_cloaked_to_ready_and_originals_kept_untouched(tmp_path):
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "sunflowers.png").write_bytes(png_bytes(1))
+    (f["outbox"] / "trip").mkdir()
+    (f["outbox"] / "trip" / "sea.png").write_bytes(png_bytes(2))
+    run_once(config, FakeCloaker())
+    assert files_under(f["ready"]) == ["sunflowers.png", "trip/sea.png"]
+    assert (f["ready"] / "trip" / "sea.png").read_bytes() == MARK + png_bytes(2)
+    assert (f["originals"] / "sunflowers.png").read_bytes() == png_bytes(1)
+    assert files_under(f["originals"]) == ["sunflowers.png", "trip/sea.png"]
+    assert files_under(f["outbox"]) == [] and files_under(f["failed"]) == []
+    assert sorted(states(tmp_path)) == [("sunflowers.png", "done"), ("trip/sea.png", "done")]
+
+
+def test_one_log_line_per_finished_file_with_time_and_psnr(tmp_path, caplog):
+    config = write_config(tmp_path)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "sunflowers.png").write_bytes(png_bytes(1))
+    with caplog.at_level(logging.INFO, logger="sfumato"):
+        run_once(config, FakeCloaker())
+    done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("done ")]
+    assert done == [
+        "done outbox/sunflowers.png -> ready/sunflowers.png in 0.0 s, PSNR 41.5 dB, target pixelart"
+    ]
+
+
+def test_bad_files_go_to_failed_with_a_reason_and_others_are_left(tmp_path, caplog):
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "empty.png").write_bytes(b"")
+    (f["outbox"] / "corrupt.png").write_bytes(png_bytes(1)[:40])
+    (f["outbox"] / "webp.png").write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(40))
+    (f["outbox"] / "notes.txt").write_text("not art")
+    (f["outbox"] / "good.png").write_bytes(png_bytes(2))
+    with caplog.at_level(logging.INFO, logger="sfumato"):
+        run_once(config, FakeCloaker())
+        run_once(config, FakeCloaker())
+    assert files_under(f["ready"]) == ["good.png"]
+    assert files_under(f["outbox"]) == ["notes.txt"]
+    assert files_under(f["failed"]) == [
+        "corrupt.png",
+        "corrupt.png.error.txt",
+        "empty.png",
+        "empty.png.error.txt",
+        "webp.png",
+        "webp.png.error.txt",
+    ]
+    assert (f["failed"] / "corrupt.png").read_bytes() == png_bytes(1)[:40]  # original intact
+    reasons = {n: (f["failed"] / f"{n}.error.txt").read_text() for n in ("empty.png", "webp.png")}
+    assert reasons["empty.png"] == "empty.png is empty (0 bytes).\n"
+    assert "WebP" in reasons["webp.png"] and reasons["webp.png"].count(".\n") == 1
+    left = [r for r in caplog.records if "notes.txt" in r.getMessage()]
+    assert len(left) == 1 and "not a JPG or PNG" in left[0].getMessage()  # logged once
+
+
+def test_too_large_files_fail_with_the_limit_named(tmp_path):
+    config = write_config(tmp_path, daemon="max_file_mb = 0.001")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "big.png").write_bytes(png_bytes(1, size=64))
+    run_once(config, FakeCloaker())
+    assert "daemon.max_file_mb" in (f["failed"] / "big.png.error.txt").read_text()
+
+
+def test_same_content_twice_is_not_cloaked_again_but_changed_content_is(tmp_path):
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    cloaker = FakeCloaker()
+    (f["outbox"] / "a.png").write_bytes(png_bytes(1))
+    run_once(config, cloaker)
+    (f["outbox"] / "a.png").write_bytes(png_bytes(1))  # dropped again, same content
+    run_once(config, cloaker)
+    assert len(cloaker.calls) == 1
+    assert files_under(f["ready"]) == ["a.png"]
+    assert files_under(f["originals"]) == ["a-1.png", "a.png"]  # kept, numbered, not lost
+    (f["outbox"] / "a.png").write_bytes(png_bytes(2))  # an edited version
+    run_once(config, cloaker)
+    assert len(cloaker.calls) == 2
+    assert files_under(f["ready"]) == ["a-1.png", "a.png"]
+    assert (f["ready"] / "a-1.png").read_bytes() == MARK + png_bytes(2)
+    assert [s for _, s in states(tmp_path)] == ["done", "duplicate", "done"]
+
+
+def test_names_taken_in_ready_get_a_number_never_an_overwrite(tmp_path):
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    for role in ("outbox", "ready", "originals"):
+        f[role].mkdir(parents=True)
+        (f[role] / "a.png").write_bytes(b"the user's own file")
+    (f["outbox"] / "a.png").write_bytes(png_bytes(3))
+    run_once(config, FakeCloaker())
+    assert (f["ready"] / "a.png").read_bytes() == b"the user's own file"
+    assert (f["ready"] / "a-1.png").read_bytes() == MARK + png_bytes(3)
+    assert (f["originals"] / "a-1.png").read_bytes() == png_bytes(3)
+
+
+def test_transient_errors_are_retried_then_failed_with_the_original_kept(tmp_path):
+    config = write_config(tmp_path, daemon="retry_backoff = 0.05\nmax_attempts = 2")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "once.png").write_bytes(png_bytes(1))
+    cloaker = FakeCloaker(transient_failures=1)
+    run_once(config, cloaker)
+    run_once(config, cloaker)  # the retry is due now
+    assert files_under(f["ready"]) == ["once.png"]
+    (f["outbox"] / "never.png").write_bytes(png_bytes(2))
+    cloaker.transient_failures = 10
+    for _ in range(3):
+        run_once(config, cloaker)
+        time.sleep(0.1)
+    assert files_under(f["failed"]) == ["never.png", "never.png.error.txt"]
+    reason = (f["failed"] / "never.png.error.txt").read_text()
+    assert reason.startswith("gave up after 2 attempts") and "No space left" in reason
+    assert (f["failed"] / "never.png").read_bytes() == png_bytes(2)
+
+
+def test_auto_style_is_chosen_once_per_folder_and_kept(tmp_path):
+    folders = folder_block(tmp_path, "a") + folder_block(tmp_path, "b", 'style = "ink"')
+    config = write_config(tmp_path, daemon="workers = 2", folders=folders)
+    for name in ("a", "b"):
+        art(tmp_path, name)["outbox"].mkdir(parents=True)
+    for i in range(3):
+        (art(tmp_path, "a")["outbox"] / f"{i}.png").write_bytes(png_bytes(i))
+    (art(tmp_path, "b")["outbox"] / "b.png").write_bytes(png_bytes(9))
+    cloaker = FakeCloaker()
+    run_once(config, cloaker)
+    styles = sorted((src.parent.parent.name, opts.style) for src, opts in cloaker.calls)
+    assert styles.count(("a", "auto")) == 1  # the first image picks the target...
+    assert styles.count(("a", "pixelart")) == 2  # ...the others follow it
+    assert ("b", "ink") in styles
+    cloaker.target = "anime"  # a restart must not change the folder's target
+    (art(tmp_path, "a")["outbox"] / "later.png").write_bytes(png_bytes(7))
+    run_once(config, cloaker)
+    assert cloaker.calls[-1][1].style == "pixelart"
+
+
+def test_restart_after_output_written_moves_the_original_without_cloaking_again(tmp_path):
+    """As if SIGKILLed after the cloak was renamed into ready, before the original moved."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    data = png_bytes(1)
+    (f["outbox"] / "a.png").write_bytes(data)
+    f["ready"].mkdir(parents=True)
+    (f["ready"] / "a.png").write_bytes(MARK + data)
+    ledger = Ledger(tmp_path / "state")
+    job = ledger.add(str(f["outbox"]), "a.png", len(data), 0, file_sha256(f["outbox"] / "a.png"))
+    ledger.update(job, state="working", output=str(f["ready"] / "a.png"))
+    ledger.close()
+    cloaker = FakeCloaker()
+    run_once(config, cloaker)
+    assert cloaker.calls == []
+    assert files_under(f["ready"]) == ["a.png"] and files_under(f["originals"]) == ["a.png"]
+    assert files_under(f["outbox"]) == []
+
+
+def test_restart_mid_move_finishes_the_move_without_a_second_copy(tmp_path):
+    """As if SIGKILLed after the original was copied to originals, before it left the outbox."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    data = png_bytes(1)
+    for role in ("outbox", "ready", "originals"):
+        f[role].mkdir(parents=True)
+    (f["outbox"] / "a.png").write_bytes(data)
+    (f["originals"] / "a.png").write_bytes(data)
+    (f["ready"] / "a.png").write_bytes(MARK + data)
+    ledger = Ledger(tmp_path / "state")
+    job = ledger.add(str(f["outbox"]), "a.png", len(data), 0, file_sha256(f["outbox"] / "a.png"))
+    ledger.update(
+        job,
+        state="working",
+        phase="move",
+        output=str(f["ready"] / "a.png"),
+        original_to=str(f["originals"] / "a.png"),
+    )
+    ledger.close()
+    run_once(config, FakeCloaker())
+    assert files_under(f["originals"]) == ["a.png"] and files_under(f["outbox"]) == []
+    assert states(tmp_path) == [("a.png", "done")]
+
+
+def test_watching_daemon_picks_up_new_files_and_slow_and_renamed_writes(tmp_path, running):
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "waiting.png").write_bytes(png_bytes(1))
+    daemon = running(config, FakeCloaker())
+    assert wait_for(lambda: (f["ready"] / "waiting.png").exists(), 5)  # waiting at start-up
+    start = time.monotonic()
+    (f["outbox"] / "new.png").write_bytes(png_bytes(2))
+    assert wait_for(lambda: (f["ready"] / "new.png").exists(), 5)
+    assert time.monotonic() - start < 2.0
+    data = png_bytes(3)
+    with open(f["outbox"] / "slow.png", "wb") as handle:  # a slow copy, pausing > settle
+        for start in range(0, len(data), 2000):
+            handle.write(data[start : start + 2000])
+            handle.flush()
+            time.sleep(0.4)
+    (f["outbox"] / "edit.png.tmp").write_bytes(png_bytes(4))  # editor: temp file, then rename
+    os.rename(f["outbox"] / "edit.png.tmp", f["outbox"] / "edit.png")
+    assert wait_for(lambda: len(files_under(f["originals"])) == 4, 5)
+    daemon.stop()
+    assert (f["ready"] / "slow.png").read_bytes() == MARK + data
+    assert (f["ready"] / "edit.png").read_bytes() == MARK + png_bytes(4)
+    assert files_under(f["ready"]) == ["edit.png", "new.png", "slow.png", "waiting.png"]
+    assert files_under(f["failed"]) == [] and files_under(f["outbox"]) == []
+
+
+def test_two_hundred_files_at_once_are_each_processed_exactly_once(tmp_path, running):
+    config = write_config(tmp_path, daemon="workers = 2")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    cloaker = FakeCloaker()
+    daemon = running(config, cloaker)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for i in range(200):
+        (staging / f"{i:03}.png").write_bytes(png_bytes(i, size=24))
+    for path in sorted(staging.iterdir()):
+        os.rename(path, f["outbox"] / path.name)  # as a file manager moves a selection
+    assert wait_for(lambda: len(files_under(f["originals"])) == 200, 60)
+    daemon.stop()
+    names = [f"{i:03}.png" for i in range(200)]
+    assert files_under(f["ready"]) == names and files_under(f["originals"]) == names
+    assert len(cloaker.calls) == 200 and files_under(f["outbox"]) == []
+
+
+def test_reload_picks_up_a_new_folder_and_keeps_the_old_config_if_invalid(
+    tmp_path, running, caplog
+):
+    config = write_config(tmp_path)
+    daemon = running(config, FakeCloaker())
+    with caplog.at_level(logging.ERROR, logger="sfumato"):
+        text = config.read_text()
+        config.write_text(text + "[defaults]\nintensity = 'extreme'\n")
+        daemon.daemon.request_reload()
+        assert wait_for(lambda: "kept the previous configuration" in caplog.text, 5)
+    assert "defaults.intensity" in caplog.text
+    config.write_text(text + folder_block(tmp_path, "second"))
+    daemon.daemon.request_reload()
+    second = art(tmp_path, "second")
+    assert wait_for(lambda: second["outbox"].exists(), 5)
+    (second["outbox"] / "x.png").write_bytes(png_bytes(1))
+    assert wait_for(lambda: (second["ready"] / "x.png").exists(), 5)
+    daemon.stop()
+
+
+def test_status_reports_folders_totals_and_recent_files(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert main(["status", "--config", str(config)]) == 0
+    assert "has not run yet" in capsys.readouterr().out
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "good.png").write_bytes(png_bytes(1))
+    (f["outbox"] / "bad.png").write_bytes(b"")
+    run_once(config, FakeCloaker())
+    assert main(["status", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "Daemon: not running" in text and str(f["outbox"]) in text
+    assert "1 done, 1 failed" in text and "target pixelart" in text
+    assert "good.png" in text and "PSNR 41.5 dB" in text and "bad.png is empty" in text
+    assert main(["status", "--json", "--config", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (folder,) = report["folders"]
+    assert folder["totals"]["done"] == 1 and folder["totals"]["failed"] == 1
+    assert report["last_done"][0]["output"] == str(f["ready"] / "good.png")
+    assert report["last_failed"][0]["moved_to"] == str(f["failed"] / "bad.png")
+
+
+def test_status_shows_the_current_job_while_the_daemon_runs(tmp_path, running, capsys):
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "long.png").write_bytes(png_bytes(1))
+    daemon = running(config, FakeCloaker(delay=3.0))
+    assert wait_for(lambda: ("long.png", "working") in states(tmp_path), 5)
+    time.sleep(1.0)
+    assert main(["status", "--json", "--config", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["daemon"]["running"] is True
+    (current,) = report["current"]
+    assert current["file"].endswith("long.png") and 0 < current["progress"] < 1
+    daemon.stop()  # the stop interrupts the job: it waits for the next start
+    assert states(tmp_path) == [("long.png", "waiting")]
+    assert files_under(f["outbox"]) == ["long.png"] and files_under(f["ready"]) == []
+
+
+def test_config_errors_stop_the_daemon_before_anything_is_processed(tmp_path, capsys):
+    config = write_config(tmp_path, defaults='intensity = "extreme"\nqualty = "fast"')
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "a.png").write_bytes(png_bytes(1))
+    assert main(["run", "--once", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "defaults.intensity" in err and "defaults.qualty: unknown key" in err
+    assert files_under(outbox) == ["a.png"] and not (tmp_path / "state").exists()
+
+
+# ----- subprocess, real engine ------------------------------------------------------------
+
+engine = pytest.mark.slow
+
+
+def engine_config(root: Path, steps: int = 2, daemon: str = "") -> Path:
+    path = write_config(root, daemon=daemon)
+    path.write_text(path.read_text() + TINY_ENGINE.format(steps=steps))
+    return path
+
+
+def assert_each_once(root: Path, originals: dict[str, bytes]) -> None:
+    """Every dropped file cloaked once into ready and kept once, untouched, in originals."""
+    f = art(root)
+    names = sorted(originals)
+    assert files_under(f["outbox"]) == [] and files_under(f["failed"]) == []
+    assert files_under(f["ready"]) == names  # no temp files, no numbered second copies
+    assert files_under(f["originals"]) == names
+    for name, data in originals.items():
+        assert (f["originals"] / name).read_bytes() == data
+        cloaked = (f["ready"] / name).read_bytes()
+        assert cloaked.startswith(b"\x89PNG") and cloaked != data
+
+
+@engine
+def test_engine_run_once_cloaks_waiting_files(tmp_path):
+    config = engine_config(tmp_path)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    originals = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
+    for name, data in originals.items():
+        (outbox / name).write_bytes(data)
+    process = start_daemon(config, tmp_path / "home", "--once")
+    log = LogReader(process)
+    assert process.wait(180) == 0, log.text
+    assert_each_once(tmp_path, originals)
+    assert log.text.count("done outbox/") == 2 and "PSNR" in log.text
+
+
+@engine
+def test_engine_first_run_creates_config_and_folders_then_watches(tmp_path):
+    home = tmp_path / "home"
+    tiny = {
+        "SFUMATO_DEFAULTS__ENCODERS": '["openclip:sfumato-tiny/random"]',
+        "SFUMATO_DEFAULTS__QUALITY": "fast",
+        "SFUMATO_DEFAULTS__STEPS": "2",
+        "SFUMATO_DEFAULTS__DEVICE": "cpu",
+        "SFUMATO_DEFAULTS__CHECK__ENABLED": "false",
+        "SFUMATO_DAEMON__SETTLE_SECONDS": "0.2",
+    }
+    process = start_daemon(None, home, env=tiny)
+    log = LogReader(process)
+    try:
+        assert log.wait_for("watching", 120), log.text
+        config = home / ".config" / "sfumato" / "config.toml"
+        pictures = home / "Pictures" / "sfumato"
+        assert config.is_file() and str(config) in log.text
+        assert sorted(p.name for p in pictures.iterdir()) == [
+            "failed",
+            "originals",
+            "outbox",
+            "ready",
+        ]
+        assert str(pictures / "outbox") in log.text
+        (pictures / "outbox" / "first.png").write_bytes(png_bytes(1))
+        assert wait_for(lambda: (pictures / "originals" / "first.png").exists(), 60), log.text
+        assert (pictures / "ready" / "first.png").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0, log.text
+
+
+@engine
+def test_engine_sigterm_stops_cleanly_and_the_job_resumes(tmp_path):
+    config = engine_config(tmp_path, steps=400)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    originals = {"long.png": png_bytes(1)}
+    (outbox / "long.png").write_bytes(originals["long.png"])
+    process = start_daemon(config, tmp_path / "home")
+    log = LogReader(process)
+    assert wait_for(lambda: ("long.png", "working") in states(tmp_path), 120), log.text
+    time.sleep(1.0)
+    stopped_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0, log.text
+    assert time.monotonic() - stopped_at < 8, "SIGTERM must stop the daemon within seconds"
+    assert files_under(art(tmp_path)["ready"]) == [] and files_under(outbox) == ["long.png"]
+    config.write_text(config.read_text().replace("steps = 400", "steps = 2"))
+    process = start_daemon(config, tmp_path / "home", "--once")
+    assert process.wait(180) == 0, LogReader(process).text
+    assert_each_once(tmp_path, originals)
+
+
+@engine
+def test_engine_sigkill_during_jobs_then_restart_loses_and_repeats_nothing(tmp_path):
+    config = engine_config(tmp_path, steps=30)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    originals = {f"{i}.png": png_bytes(i) for i in range(4)}
+    for name, data in originals.items():
+        (outbox / name).write_bytes(data)
+    process = start_daemon(config, tmp_path / "home")
+    log = LogReader(process)
+    # Kill it in the middle of its second job, after one file went all the way through.
+    assert log.wait_for("done outbox/", 180), log.text
+    assert wait_for(lambda: any(s == "working" for _, s in states(tmp_path)), 60), log.text
+    time.sleep(0.3)
+    process.kill()
+    process.wait(10)
+    config.write_text(config.read_text().replace("steps = 30", "steps = 2"))
+    process = start_daemon(config, tmp_path / "home", "--once")
+    assert process.wait(180) == 0, LogReader(process).text
+    assert_each_once(tmp_path, originals)
+    assert sorted(s for _, s in states(tmp_path)) == ["done"] * 4
