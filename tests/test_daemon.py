@@ -389,6 +389,29 @@ def test_config_errors_stop_the_daemon_before_anything_is_processed(tmp_path, ca
     assert files_under(outbox) == ["a.png"] and not (tmp_path / "state").exists()
 
 
+# ----- subprocess, no engine needed -------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_the_daemon_with_status_0_and_sighup_reloads(tmp_path, signum):
+    config = write_config(tmp_path, folders="")  # no folders: no models to load
+    process = start_daemon(config, tmp_path / "home")
+    log = LogReader(process)
+    try:
+        assert log.wait_for("watching no folders", 30), log.text
+        write_config(tmp_path, daemon="workers = 0", folders="")
+        process.send_signal(signal.SIGHUP)
+        assert log.wait_for("kept the previous configuration", 10), log.text
+        assert "daemon.workers: input should be greater than or equal to 1" in log.text
+        started = time.monotonic()
+        process.send_signal(signum)
+        assert process.wait(10) == 0, log.text
+        assert time.monotonic() - started < 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 # ----- subprocess, real engine ------------------------------------------------------------
 
 engine = pytest.mark.slow
