@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -270,6 +272,55 @@ def test_restart_mid_move_finishes_the_move_without_a_second_copy(tmp_path):
     run_once(config, FakeCloaker())
     assert files_under(f["originals"]) == ["a.png"] and files_under(f["outbox"]) == []
     assert states(tmp_path) == [("a.png", "done")]
+
+
+def _other_filesystem(tmp_path: Path) -> Path | None:
+    for candidate in (Path("/dev/shm"), Path("/run/user") / str(os.getuid())):
+        try:
+            if candidate.is_dir() and candidate.stat().st_dev != tmp_path.stat().st_dev:
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+def test_folders_on_another_filesystem_get_complete_copies(tmp_path):
+    other = _other_filesystem(tmp_path)
+    if other is None:
+        pytest.skip("no second filesystem to move files to")
+    target = Path(tempfile.mkdtemp(dir=other))
+    try:
+        folders = (
+            f'[[folders]]\noutbox = "{tmp_path / "outbox"}"\nready = "{target / "ready"}"\n'
+            f'originals = "{target / "originals"}"\nfailed = "{target / "failed"}"\n'
+        )
+        config = write_config(tmp_path, folders=folders)
+        (tmp_path / "outbox").mkdir()
+        (tmp_path / "outbox" / "a.png").write_bytes(png_bytes(1))
+        (tmp_path / "outbox" / "bad.png").write_bytes(b"")
+        run_once(config, FakeCloaker())
+        assert (target / "originals" / "a.png").read_bytes() == png_bytes(1)
+        assert files_under(target / "ready") == ["a.png"]
+        assert files_under(target / "failed") == ["bad.png", "bad.png.error.txt"]
+        assert files_under(tmp_path / "outbox") == []
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_temp_files_of_a_killed_daemon_are_cleaned_up(tmp_path):
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    for role in ("outbox", "ready"):
+        f[role].mkdir(parents=True)
+    (f["outbox"] / "a.png").write_bytes(png_bytes(1))
+    (f["ready"] / ".a.png.x1y2.sfumato-tmp").write_bytes(b"half a cloak")
+    ledger = Ledger(tmp_path / "state")
+    sha = file_sha256(f["outbox"] / "a.png")
+    job = ledger.add(str(f["outbox"]), "a.png", 1, 0, sha)
+    ledger.update(job, state="working", output=str(f["ready"] / "a.png"))
+    ledger.close()
+    run_once(config, FakeCloaker())
+    assert files_under(f["ready"]) == ["a.png"]
 
 
 def test_watching_daemon_picks_up_new_files_and_slow_and_renamed_writes(tmp_path, running):

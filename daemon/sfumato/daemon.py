@@ -103,7 +103,11 @@ class Daemon:
     def _apply_config(self, config: Config) -> None:
         """Make ``config`` current: folders exist, models are loaded, watches follow."""
         for folder in config.folders:
-            folder.outbox.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.outbox.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                message = f"{folder.outbox}: cannot create the outbox: {exc.strerror}"
+                raise ConfigError(message) from None
         self.config = config
         # Deepest outbox first, so a file of a nested outbox belongs to the nested folder.
         folders = [FolderPaths(f) for f in config.folders]
@@ -111,6 +115,7 @@ class Daemon:
         for folder in config.folders:
             options, _ = self._folder_options(folder)
             self._cloaker_for(options).prepare(options)
+        self._start_workers()
         log.info(
             "watching %s",
             ", ".join(str(p.outbox) for p in self.folders) or "no folders (none configured)",
@@ -122,6 +127,13 @@ class Daemon:
             folders=json.dumps([f.model_dump(mode="json") for f in config.folders]),
         )
 
+    def _start_workers(self) -> None:
+        """Up to ``daemon.workers`` threads (a reload may add some; fewer are simply not fed)."""
+        while len(self._workers) < self.config.daemon.workers:
+            worker = threading.Thread(target=self._work, name="sfumato-worker", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
     def _reload_config(self) -> None:
         self._reload.clear()
         notify.notify_reloading()
@@ -130,6 +142,9 @@ class Daemon:
             if config.daemon.state_dir != self.config.daemon.state_dir:
                 log.warning("daemon.state_dir changes only take effect after a restart")
                 config.daemon.state_dir = self.config.daemon.state_dir
+            if config.daemon.nice != self.config.daemon.nice:
+                log.warning("daemon.nice changes only take effect after a restart")
+            logging.getLogger("sfumato").setLevel(config.daemon.log_level.upper())
             self._apply_config(config)
         except ConfigError as exc:
             for line in str(exc).splitlines():
@@ -323,10 +338,6 @@ class Daemon:
             if not once:
                 self._start_watcher()
             self._scan_all()
-            for _ in range(max(1, d.workers)):
-                worker = threading.Thread(target=self._work, name="sfumato-worker", daemon=True)
-                worker.start()
-                self._workers.append(worker)
             notify.notify_ready()
             notify.notify_status(self._status_line())
             self._loop(once)

@@ -15,6 +15,7 @@ power loss) is finished on the next start without doing anything twice:
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import threading
@@ -57,6 +58,13 @@ def _same_content(path: Path, sha256: str) -> bool:
         return file_sha256(path) == sha256
     except OSError:
         return False
+
+
+def _remove_stale_temps(planned: Path) -> None:
+    """Temp files a killed daemon left next to a planned output: ours, hidden, never complete."""
+    with contextlib.suppress(OSError):
+        for temp in planned.parent.glob(f".{glob.escape(planned.name)}.*sfumato-tmp"):
+            temp.unlink()
 
 
 def _sentence(text: str) -> str:
@@ -103,6 +111,9 @@ class JobRunner:
             progress=0.0,
         )
         job.attempts += 1
+        for planned in (job.output, job.original_to):
+            if planned:
+                _remove_stale_temps(Path(planned))
         try:
             if job.phase == "fail":
                 return self._fail(job, paths, job.error or "could not be cloaked")
@@ -288,6 +299,8 @@ class JobRunner:
     def _retry_or_fail(self, job: Job, paths: FolderPaths, exc: Exception) -> str:
         if isinstance(exc, TransientError | OSError):
             reason = str(exc)
+        elif isinstance(exc, MemoryError):
+            reason = "out of memory"
         else:
             log.exception("unexpected error on %s", paths.shown(job.source))
             reason = f"{type(exc).__name__}: {exc}"
