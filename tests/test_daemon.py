@@ -440,6 +440,19 @@ def test_config_errors_stop_the_daemon_before_anything_is_processed(tmp_path, ca
     assert files_under(outbox) == ["a.png"] and not (tmp_path / "state").exists()
 
 
+def test_once_finishes_despite_jobs_of_a_folder_no_longer_configured(tmp_path):
+    config = write_config(tmp_path)
+    ledger = Ledger(tmp_path / "state")
+    ledger.add(str(tmp_path / "removed-outbox"), "a.png", 1, 0, "aa")
+    ledger.close()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (run_once(config, FakeCloaker()), done.set()))
+    thread.start()
+    thread.join(10)
+    assert done.is_set()
+    assert states(tmp_path) == [("a.png", "waiting")]  # kept for when the folder comes back
+
+
 # ----- subprocess, no engine needed -------------------------------------------------------
 
 

@@ -314,7 +314,10 @@ class Daemon:
 
     def _idle(self) -> bool:
         """Nothing left for ``--once``: no pending file, no due job, no running job."""
-        return not self.tracker and not self._running and not self.ledger.due(time.time())
+        if self.tracker or self._running:
+            return False
+        watched = {p.folder.key for p in self.folders}
+        return not any(job.folder in watched for job in self.ledger.due(time.time()))
 
     def run(self, once: bool = False) -> int:
         """Watch (or, with ``once``, drain what is waiting) until stopped; returns exit status."""
