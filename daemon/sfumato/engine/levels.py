@@ -1,0 +1,65 @@
+"""What the intensity and quality names mean, in numbers.
+
+Intensity bounds the change of one channel of one pixel (``eps_max``, in 1/255 units) and sets a
+PSNR floor: the per-pixel budget map is scaled so its root-mean-square equals the RMS change that
+floor allows, so the floor holds by construction (before 8-bit rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sfumato.options import parse_intensity, parse_quality
+
+
+@dataclass(frozen=True)
+class Budget:
+    eps_max: float  # largest change of one channel, in [0, 1] units
+    psnr_floor: float  # dB; the budget map's RMS is 10 ** (-psnr_floor / 20)
+    flat_fraction: float  # share of eps_max that flat areas may use
+
+    @property
+    def rms(self) -> float:
+        return 10 ** (-self.psnr_floor / 20)
+
+
+# name: (eps_max in 1/255, PSNR floor in dB)
+INTENSITIES: dict[str, tuple[float, float]] = {
+    "low": (4.0, 40.0),
+    "default": (8.0, 36.0),
+    "high": (12.0, 33.0),
+    "max": (16.0, 30.0),
+}
+
+
+def budget_for(intensity: str | float) -> Budget:
+    value = parse_intensity(intensity)
+    if isinstance(value, str):
+        eps, floor = INTENSITIES[value]
+    else:
+        eps = float(value)
+        # Same shape as the named levels: the RMS change may reach half the largest change.
+        floor = 20 * math.log10(2 * 255 / eps) if eps > 0 else math.inf
+    return Budget(eps_max=eps / 255, psnr_floor=floor, flat_fraction=0.2)
+
+
+@dataclass(frozen=True)
+class Search:
+    steps: int
+    views: int  # random views per step
+    work_side: int  # the perturbation is searched at most at this size, then upsampled
+
+
+QUALITIES: dict[str, Search] = {
+    "fast": Search(steps=30, views=2, work_side=512),
+    "default": Search(steps=80, views=3, work_side=768),
+    "slow": Search(steps=200, views=4, work_side=1024),
+}
+
+
+def search_for(quality: str, steps: int | None = None) -> Search:
+    preset = QUALITIES[parse_quality(quality)]
+    if steps is not None:
+        return Search(steps=max(1, int(steps)), views=preset.views, work_side=preset.work_side)
+    return preset

@@ -1,0 +1,108 @@
+"""Random views of the kind a scraper or trainer applies, all differentiable.
+
+Optimising the cloak over these (expectation over transformation) is what makes it survive
+re-posting: crops at several scales, resizing and screenshot-like rescaling, JPEG at varying
+quality (kornia's differentiable codec), blur, sharpening and small noise. A view is data, so the
+same view can be applied to the cloaked image and to its target (aligned spatial objectives).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from kornia.enhance import jpeg_codec_differentiable, sharpness
+from kornia.filters import gaussian_blur2d
+
+
+@dataclass(frozen=True)
+class View:
+    top: int
+    left: int
+    height: int
+    width: int
+    out_height: int  # resampled size: below or above the crop size (resize, screenshot rescale)
+    out_width: int
+    flip: bool = False
+    jpeg_quality: float | None = None
+    blur_sigma: float | None = None
+    sharpen: float | None = None
+    noise_std: float = 0.0
+    noise_seed: int = 0
+
+
+def _multiple(value: float, base: int = 8) -> int:
+    return max(base, int(round(value / base)) * base)
+
+
+class ViewSampler:
+    """Draws views reproducibly from a seeded generator."""
+
+    def __init__(self, height: int, width: int, seed: int, base_side: int = 224) -> None:
+        self.height, self.width = height, width
+        self.base_side = base_side
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def _uniform(self, lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=self.rng))
+
+    def _chance(self, p: float) -> bool:
+        return float(torch.rand((), generator=self.rng)) < p
+
+    def sample(self, mild: bool = False) -> View:
+        """``mild``: the whole image, only resized (how the image is usually seen)."""
+        h, w = self.height, self.width
+        if mild:
+            top = left = 0
+            ch, cw = h, w
+        else:
+            area = self._uniform(0.35, 1.0) * h * w
+            aspect = math.exp(self._uniform(math.log(3 / 4), math.log(4 / 3)))
+            ch = min(h, max(8, int(round(math.sqrt(area / aspect)))))
+            cw = min(w, max(8, int(round(math.sqrt(area * aspect)))))
+            top = int(self._uniform(0, h - ch + 1)) if h > ch else 0
+            left = int(self._uniform(0, w - cw + 1)) if w > cw else 0
+        scale = self._uniform(0.7, 1.5) * self.base_side / min(ch, cw)
+        out_h, out_w = _multiple(ch * scale), _multiple(cw * scale)
+        if mild:
+            return View(top, left, ch, cw, out_h, out_w)
+        return View(
+            top,
+            left,
+            ch,
+            cw,
+            out_h,
+            out_w,
+            flip=self._chance(0.5),
+            jpeg_quality=self._uniform(40, 95) if self._chance(0.5) else None,
+            blur_sigma=self._uniform(0.3, 1.5) if self._chance(0.3) else None,
+            sharpen=self._uniform(0.5, 2.0) if self._chance(0.15) else None,
+            noise_std=self._uniform(0.0, 0.03) if self._chance(0.3) else 0.0,
+            noise_seed=int(torch.randint(0, 2**31 - 1, (), generator=self.rng)),
+        )
+
+
+def apply_view(view: View, image: torch.Tensor) -> torch.Tensor:
+    """Apply one view to a B×3×H×W batch in [0, 1]; differentiable throughout."""
+    x = image[..., view.top : view.top + view.height, view.left : view.left + view.width]
+    x = F.interpolate(
+        x, size=(view.out_height, view.out_width), mode="bilinear", antialias=True, align_corners=False
+    )
+    if view.flip:
+        x = x.flip(-1)
+    if view.blur_sigma:
+        k = 2 * math.ceil(2 * view.blur_sigma) + 1
+        x = gaussian_blur2d(x, (k, k), (view.blur_sigma, view.blur_sigma), border_type="reflect")
+    if view.sharpen:
+        x = sharpness(x, view.sharpen)
+    if view.noise_std:
+        gen = torch.Generator(device="cpu").manual_seed(view.noise_seed)
+        noise = torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+        x = x + view.noise_std * noise
+    x = x.clamp(0, 1)
+    if view.jpeg_quality is not None:
+        q = torch.full((x.shape[0],), view.jpeg_quality, device=x.device, dtype=torch.float32)
+        x = jpeg_codec_differentiable(x.float(), q).to(x.dtype)
+    return x
