@@ -35,7 +35,7 @@ from daemonkit import (
 from sfumato.cli import main
 from sfumato.config import load_config
 from sfumato.daemon import Daemon
-from sfumato.ledger import Ledger, file_sha256
+from sfumato.ledger import Ledger, file_sha256, open_read_only
 
 MARK = FakeCloaker.MARK
 
@@ -46,9 +46,15 @@ def run_once(config_path: Path, cloaker: FakeCloaker) -> None:
 
 
 def states(root: Path) -> list[tuple[str, str]]:
-    db = sqlite3.connect(root / "state" / "ledger.sqlite3")
+    """(file, state) per ledger row, read as ``sfumato status`` does; [] before the first run."""
+    db = open_read_only(root / "state")
+    if db is None:
+        return []
     try:
-        return db.execute("SELECT relpath, state FROM files ORDER BY id").fetchall()
+        rows = db.execute("SELECT relpath, state FROM files ORDER BY id").fetchall()
+        return [tuple(row) for row in rows]
+    except sqlite3.OperationalError:  # created a moment ago, tables not there yet
+        return []
     finally:
         db.close()
 
@@ -57,9 +63,7 @@ class Running:
     """A watching daemon on a background thread (signals are tested in a subprocess)."""
 
     def __init__(self, config_path: Path, cloaker: FakeCloaker) -> None:
-        self.daemon = Daemon(
-            load_config(config_path), config_path=config_path, cloaker_factory=cloaker
-        )
+        self.daemon = Daemon(load_config(config_path), config_path=config_path, cloaker_factory=cloaker)
         self.status: list[int] = []
         self.thread = threading.Thread(target=lambda: self.status.append(self.daemon.run()))
         self.thread.start()
@@ -369,9 +373,7 @@ def test_two_hundred_files_at_once_are_each_processed_exactly_once(tmp_path, run
     assert len(cloaker.calls) == 200 and files_under(f["outbox"]) == []
 
 
-def test_reload_picks_up_a_new_folder_and_keeps_the_old_config_if_invalid(
-    tmp_path, running, caplog
-):
+def test_reload_picks_up_a_new_folder_and_keeps_the_old_config_if_invalid(tmp_path, running, caplog):
     config = write_config(tmp_path)
     daemon = running(config, FakeCloaker())
     with caplog.at_level(logging.ERROR, logger="sfumato"):
