@@ -17,5 +17,7 @@ def setup_logging(level: str = "info") -> None:
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
-    logging.getLogger("watchdog").setLevel(logging.WARNING)
+    # Libraries (open_clip logs to the root logger) only when something is wrong; our own
+    # records at the configured level.
+    root.setLevel(logging.WARNING)
+    logging.getLogger("sfumato").setLevel(level.upper())
