@@ -19,6 +19,10 @@ class EncoderError(SfumatoError):
     """An encoder cannot be loaded or cannot do what was asked (unknown name, missing weights...)."""
 
 
+class UnknownEncoderError(EncoderError, UsageError):
+    """An encoder spec that names nothing known: bad usage (exit status 2)."""
+
+
 class BadImageError(SfumatoError):
     """A file that will never be cloaked as it is: corrupt, truncated, unsupported or too large.
 

@@ -6,11 +6,16 @@ paths and :class:`~sfumato.options.CloakOptions` and get plain data back.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sfumato.errors import EncoderError, TransientError, UsageError
+from sfumato.images import read_artwork, write_artwork
 from sfumato.options import CloakOptions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,12 +36,44 @@ class Cloaker:
     """Keeps loaded encoders between files, so a daemon loads its models once."""
 
     def __init__(self, *, device: str = "auto", threads: int | None = None) -> None:
-        self.device = device
+        self.device_name = device
         self.threads = threads
+        self._skipped: dict[str, str] = {}
+
+    def encoders_for(self, options: CloakOptions) -> list:
+        """The loaded encoders ``options`` names.
+
+        With ``extra["skip_unavailable_encoders"]`` an ensemble member that cannot be loaded
+        (no network for a first download) is left out with one warning, as long as one remains.
+        """
+        from sfumato.engine.devices import pick_device, set_threads
+        from sfumato.engine.encoders import load_encoder
+
+        set_threads(self.threads if self.threads is not None else options.threads)
+        device = pick_device(self.device_name if self.device_name != "auto" else options.device)
+        skip = bool(options.extra.get("skip_unavailable_encoders"))
+        loaded, first_error = [], None
+        for spec in options.encoders:
+            if spec in self._skipped:
+                continue
+            try:
+                loaded.append(load_encoder(spec, device))
+            except EncoderError as exc:
+                if not skip:
+                    raise
+                first_error = first_error or exc
+                self._skipped[spec] = str(exc)
+                log.warning("leaving %s out of the ensemble: %s", spec, exc)
+        if not loaded:
+            if first_error is not None:
+                raise first_error
+            reasons = "; ".join(self._skipped.values())
+            raise EncoderError(f"no encoder of {', '.join(options.encoders)} could be loaded: {reasons}")
+        return loaded
 
     def prepare(self, options: CloakOptions) -> None:
         """Load the encoders ``options`` names now (at daemon start), raising EncoderError early."""
-        raise NotImplementedError  # filled in by the engine work
+        self.encoders_for(options)
 
     def cloak_file(
         self,
@@ -53,4 +90,41 @@ class Cloaker:
         Raises BadImageError (file will never work), TransientError (retry later), EncoderError
         (configuration), Cancelled (``should_stop`` returned True; nothing written).
         """
-        raise NotImplementedError  # filled in by the engine work
+        from sfumato.engine.cloak import cloak_image
+
+        src, dst = Path(src), Path(dst)
+        if dst.exists() and not overwrite:
+            raise UsageError(f"{dst} already exists: use --force to overwrite it")
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise UsageError(f"{src}: the output would overwrite the input; choose another folder")
+        art = read_artwork(src)
+        encoders = self.encoders_for(options)
+        try:
+            result = cloak_image(
+                art.rgb,
+                options,
+                encoders=encoders,
+                bit_depth=art.bit_depth,
+                greyscale=art.greyscale,
+                progress=progress,
+                should_stop=should_stop,
+            )
+        except MemoryError as exc:
+            raise TransientError(f"{src.name}: ran out of memory while cloaking") from exc
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                raise TransientError(f"{src.name}: ran out of memory while cloaking") from exc
+            raise
+        write_artwork(art, result.pixels, dst, metadata=options.metadata)
+        report = dict(result.report)
+        report["skipped_encoders"] = sorted(s for s in self._skipped if s in options.encoders)
+        return CloakOutcome(
+            input=src,
+            output=dst,
+            status="ok",
+            target=report["target"],
+            psnr=report["psnr"],
+            ssim=report["ssim"],
+            seconds=report["seconds"],
+            report=report,
+        )

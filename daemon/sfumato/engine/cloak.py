@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -89,9 +90,7 @@ def choose_auto_style(encoders: Sequence[Encoder], image: torch.Tensor) -> str:
     scores = {}
     for name, stylize in STYLIZERS.items():
         styled = stylize(small)
-        sims = [
-            float(clean_embedding(e, small) @ clean_embedding(e, styled)) for e in encoders
-        ]
+        sims = [float(clean_embedding(e, small) @ clean_embedding(e, styled)) for e in encoders]
         scores[name] = sum(sims) / len(sims)
     return min(sorted(scores), key=lambda n: scores[n])
 
@@ -113,9 +112,7 @@ def build_terms(
             if enc.spatial:
                 terms.append(StyleTerm(enc, original_image=image, target_image=target_image))
             else:
-                terms.append(
-                    StyleTerm(enc, centroid(enc, image, views), centroid(enc, target_image, views))
-                )
+                terms.append(StyleTerm(enc, centroid(enc, image, views), centroid(enc, target_image, views)))
         return terms, target_image
     spatial = [e.spec for e in encoders if e.spatial]
     if spatial:
@@ -126,13 +123,15 @@ def build_terms(
     if request.kind == "text":
         targets = text_targets(encoders, request.value)
     else:
-        refs = [working_copy(to_array(Image.open(p)), 512, image.device) for p in
-                reference_images(__import__("pathlib").Path(request.value))]
+        refs = [
+            working_copy(to_array(Image.open(p)), 512, image.device)
+            for p in reference_images(Path(request.value))
+        ]
         targets = []
         for enc in encoders:
             emb = torch.stack([clean_embedding(enc, r) for r in refs]).mean(0)
             targets.append(emb / emb.norm())
-    return [StyleTerm(e, centroid(e, image, views), t) for e, t in zip(encoders, targets)], None
+    return [StyleTerm(e, centroid(e, image, views), t) for e, t in zip(encoders, targets, strict=True)], None
 
 
 def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: int) -> np.ndarray:
@@ -151,7 +150,9 @@ def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: in
             y0 = max(0, int(top * dh / h) - 1)
             y1 = min(dh, int(np.ceil(bottom * dh / h)) + 1)
             up = F.interpolate(
-                delta[:, :, y0:y1], size=(round((y1 - y0) * h / dh), w), mode="bilinear",
+                delta[:, :, y0:y1],
+                size=(round((y1 - y0) * h / dh), w),
+                mode="bilinear",
                 align_corners=False,
             )
             offset = top - round(y0 * h / dh)
@@ -192,8 +193,14 @@ def cloak_image(
     eps = budget_map(work, budget)
     if budget.eps_max > 0:
         delta = search_perturbation(
-            work, eps, terms, search, seed=options.seed, greyscale=greyscale,
-            progress=progress, should_stop=should_stop,
+            work,
+            eps,
+            terms,
+            search,
+            seed=options.seed,
+            greyscale=greyscale,
+            progress=progress,
+            should_stop=should_stop,
         )
     else:
         delta = torch.zeros_like(work)
@@ -205,10 +212,7 @@ def cloak_image(
         for term in terms:
             enc = term.encoder
             before, after = clean_embedding(enc, work), clean_embedding(enc, cloaked_work)
-            if target_image is not None:
-                goal = clean_embedding(enc, target_image)
-            else:
-                goal = term.target
+            goal = clean_embedding(enc, target_image) if target_image is not None else term.target
             shift = float(projection_shift(after[None], before[None], goal[None])[0])
             encoder_reports.append(
                 {

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from kornia.color import rgb_to_grayscale, rgb_to_hsv, hsv_to_rgb
+from kornia.color import hsv_to_rgb, rgb_to_grayscale, rgb_to_hsv
 from kornia.filters import gaussian_blur2d
 
 

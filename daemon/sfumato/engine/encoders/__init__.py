@@ -10,7 +10,7 @@ import importlib
 import torch
 
 from sfumato.engine.encoders.base import Encoder
-from sfumato.errors import EncoderError
+from sfumato.errors import UnknownEncoderError
 
 # scheme -> module with ``load(rest: str, device: torch.device) -> Encoder``
 LOADERS = {
@@ -28,7 +28,7 @@ def load_encoder(spec: str, device: torch.device | str = "cpu") -> Encoder:
     scheme, sep, rest = spec.partition(":")
     if not sep or scheme not in LOADERS:
         known = ", ".join(f"{s}:..." for s in LOADERS)
-        raise EncoderError(f"unknown encoder {spec!r}: use one of {known}")
+        raise UnknownEncoderError(f"unknown encoder {spec!r}: use one of {known}")
     device = torch.device(device)
     key = (spec, str(device))
     if key not in _CACHE:

@@ -16,7 +16,7 @@ import torch
 
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import imagenet_classnames
-from sfumato.errors import EncoderError
+from sfumato.errors import EncoderError, UnknownEncoderError
 
 _VARIANTS = {"0": "Lite0", "1": "Lite1", "2": "Lite2"}
 
@@ -56,7 +56,7 @@ class EffNetLiteEncoder(Encoder):
 def load(rest: str, device: torch.device) -> EffNetLiteEncoder:
     variant = _VARIANTS.get(rest.strip())
     if variant is None:
-        raise EncoderError(f"unknown encoder 'effnet-lite:{rest}': use effnet-lite:0, 1 or 2")
+        raise UnknownEncoderError(f"unknown encoder 'effnet-lite:{rest}': use effnet-lite:0, 1 or 2")
     try:
         from efficientnet_lite_pytorch import EfficientNet
 

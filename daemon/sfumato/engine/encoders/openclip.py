@@ -7,6 +7,9 @@ registers so tests exercise the whole CLIP path, text tower included, in seconds
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +18,7 @@ import torch
 
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
-from sfumato.errors import EncoderError
+from sfumato.errors import EncoderError, UnknownEncoderError
 
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
 _registered = False
@@ -76,11 +79,56 @@ class OpenClipEncoder(Encoder):
         return torch.stack(rows)
 
 
+@contextlib.contextmanager
+def _quiet_hub(offline: bool):
+    """Hub and open_clip log every retry; the user gets one sentence from us instead."""
+    import huggingface_hub.constants as hub
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.CRITICAL
+
+    quiet, was_offline = _Drop(), hub.HF_HUB_OFFLINE
+    root, hub_log = logging.getLogger(), logging.getLogger("huggingface_hub")
+    root.addFilter(quiet)
+    hub_log.addFilter(quiet)
+    hub.HF_HUB_OFFLINE = offline or was_offline
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = was_offline
+        root.removeFilter(quiet)
+        hub_log.removeFilter(quiet)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _create(open_clip, name: str, pretrained: str | None, device: torch.device, *, download: bool):
+    """Use cached weights without touching the network; download (with a progress bar) only once."""
+    if not download:
+        with _quiet_hub(offline=False):
+            return open_clip.create_model(name, pretrained=pretrained, device=device)
+    try:
+        with _quiet_hub(offline=True):
+            return open_clip.create_model(name, pretrained=pretrained, device=device)
+    except (OSError, RuntimeError, ValueError):
+        pass  # not in the cache yet
+    if not _hub_reachable():
+        raise OSError("the model hub cannot be reached")
+    return open_clip.create_model(name, pretrained=pretrained, device=device)
+
+
 def load(rest: str, device: torch.device) -> OpenClipEncoder:
     open_clip = _open_clip()
     name, tag, path = parse_spec(rest)
     if name not in open_clip.list_models():
-        raise EncoderError(
+        raise UnknownEncoderError(
             f"unknown open_clip model {name!r}: see open_clip.list_models() for names "
             f"(the default is ViT-B-32)"
         )
@@ -105,7 +153,7 @@ def load(rest: str, device: torch.device) -> OpenClipEncoder:
             )
         pretrained = tag
     try:
-        model = open_clip.create_model(name, pretrained=pretrained, device=device)
+        model = _create(open_clip, name, pretrained, device, download=path is None and tag != "random")
     except (OSError, RuntimeError, ValueError) as exc:
         if path is not None:
             raise EncoderError(
