@@ -493,7 +493,7 @@ def assert_each_once(root: Path, originals: dict[str, bytes]) -> None:
     """Every dropped file cloaked once into ready and kept once, untouched, in originals."""
     f = art(root)
     names = sorted(originals)
-    assert files_under(f["outbox"]) == [] and files_under(f["failed"]) == []
+    assert files_under(f["outbox"]) == []
     assert files_under(f["ready"]) == names  # no temp files, no numbered second copies
     assert files_under(f["originals"]) == names
     for name, data in originals.items():
@@ -510,11 +510,16 @@ def test_engine_run_once_cloaks_waiting_files(tmp_path):
     originals = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
     for name, data in originals.items():
         (outbox / name).write_bytes(data)
+    (outbox / "truncated.png").write_bytes(png_bytes(3)[:300])
     process = start_daemon(config, tmp_path / "home", "--once")
     log = LogReader(process)
     assert process.wait(180) == 0, log.text
     assert_each_once(tmp_path, originals)
     assert log.text.count("done outbox/") == 2 and "PSNR" in log.text
+    failed = art(tmp_path)["failed"]
+    assert files_under(failed) == ["truncated.png", "truncated.png.error.txt"]
+    reason = (failed / "truncated.png.error.txt").read_text()
+    assert "truncated.png" in reason and reason.count("\n") == 1
 
 
 @engine
