@@ -116,6 +116,11 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
                 (RECENT,),
             )
         ]
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):  # else: the daemon is creating it right now
+            raise SfumatoError(f"cannot read the ledger {report['ledger']}: {exc}") from None
+        report.update(folders=configured, waiting=0, current=[], last_done=[], last_failed=[])
+        report.setdefault("daemon", {"running": False})
     except sqlite3.Error as exc:
         raise SfumatoError(f"cannot read the ledger {report['ledger']}: {exc}") from None
     finally:
