@@ -516,6 +516,8 @@ def test_engine_run_once_cloaks_waiting_files(tmp_path):
     assert process.wait(180) == 0, log.text
     assert_each_once(tmp_path, originals)
     assert log.text.count("done outbox/") == 2 and "PSNR" in log.text
+    targets = {line.rpartition("target ")[2] for line in log.lines if "done outbox/" in line}
+    assert len(targets) == 1  # style "auto": the folder's first image chose it for both
     failed = art(tmp_path)["failed"]
     assert files_under(failed) == ["truncated.png", "truncated.png.error.txt"]
     reason = (failed / "truncated.png.error.txt").read_text()
