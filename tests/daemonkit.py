@@ -51,9 +51,7 @@ def folder_block(root: Path, name: str = "art", extra: str = "") -> str:
     )
 
 
-def write_config(
-    root: Path, *, daemon: str = "", defaults: str = "", folders: str | None = None
-) -> Path:
+def write_config(root: Path, *, daemon: str = "", defaults: str = "", folders: str | None = None) -> Path:
     """A config with one folder under ``root/art`` and a ledger in ``root/state``."""
     text = f'[daemon]\nstate_dir = "{root / "state"}"\nsettle_seconds = 0.2\n{daemon}\n'
     if defaults:
@@ -137,9 +135,7 @@ def daemon_env(home: Path) -> dict[str, str]:
     return env
 
 
-def start_daemon(
-    config: Path | None, home: Path, *args: str, env: dict | None = None
-) -> subprocess.Popen:
+def start_daemon(config: Path | None, home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "sfumato", "run", *args]
     if config is not None:
         command += ["--config", str(config)]

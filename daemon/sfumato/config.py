@@ -307,10 +307,7 @@ def _anchor(path: Path, base: Path) -> Path:
 def _anchored(config: Config, base: Path) -> Config:
     """Relative folder paths are relative to the config file, not to wherever the daemon runs."""
     roles = ("outbox", "ready", "originals", "failed")
-    folders = [
-        f.model_copy(update={r: _anchor(getattr(f, r), base) for r in roles})
-        for f in config.folders
-    ]
+    folders = [f.model_copy(update={r: _anchor(getattr(f, r), base) for r in roles}) for f in config.folders]
     daemon = config.daemon.model_copy(update={"state_dir": _anchor(config.daemon.state_dir, base)})
     return config.model_copy(update={"folders": folders, "daemon": daemon})
 

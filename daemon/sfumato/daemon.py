@@ -234,9 +234,7 @@ class Daemon:
             return
         done = self.ledger.find_done_content(key, sha)
         if done is not None:
-            self.ledger.add(
-                key, rel, st.st_size, st.st_mtime, sha, phase="duplicate", output=done.output
-            )
+            self.ledger.add(key, rel, st.st_size, st.st_mtime, sha, phase="duplicate", output=done.output)
         else:
             self.ledger.add(key, rel, st.st_size, st.st_mtime, sha)
         log.debug("queued %s", paths.shown(path))
@@ -278,9 +276,7 @@ class Daemon:
             try:
                 job = self.ledger.get(job_id)
                 options, auto = self._folder_options(paths.folder)
-                state = self.runner.run(
-                    job, paths, options, self._cloaker_for(options), auto_style=auto
-                )
+                state = self.runner.run(job, paths, options, self._cloaker_for(options), auto_style=auto)
             except Exception:
                 log.exception("job %s crashed", job_id)
             finally:

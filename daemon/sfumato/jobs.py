@@ -247,9 +247,7 @@ class JobRunner:
         if not job.source.exists() and not job.original_to:
             return self._vanished(job, paths)
         moved = self._place(job, paths.originals_path(job.relpath))
-        self.ledger.update(
-            job.id, state="duplicate", original_to=str(moved), finished_at=time.time()
-        )
+        self.ledger.update(job.id, state="duplicate", original_to=str(moved), finished_at=time.time())
         log.info(
             "duplicate %s: same content as %s, already cloaked; moved to %s without cloaking again",
             paths.shown(job.source),

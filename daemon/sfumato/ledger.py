@@ -204,24 +204,18 @@ class Ledger:
 
     def next_retry_at(self) -> float | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT MIN(next_try_at) FROM files WHERE state = 'waiting'"
-            ).fetchone()
+            row = self._db.execute("SELECT MIN(next_try_at) FROM files WHERE state = 'waiting'").fetchone()
         return row[0] if row and row[0] is not None else None
 
     def recover(self) -> int:
         """After a crash or stop: jobs left ``working`` go back to ``waiting`` to be resumed."""
         with self._tx() as db:
-            cursor = db.execute(
-                "UPDATE files SET state = 'waiting', progress = 0 WHERE state = 'working'"
-            )
+            cursor = db.execute("UPDATE files SET state = 'waiting', progress = 0 WHERE state = 'working'")
             return cursor.rowcount
 
     def folder_target(self, folder: str) -> str | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT target FROM folder_targets WHERE folder = ?", (folder,)
-            ).fetchone()
+            row = self._db.execute("SELECT target FROM folder_targets WHERE folder = ?", (folder,)).fetchone()
         return row[0] if row else None
 
     def set_folder_target(self, folder: str, target: str) -> str:

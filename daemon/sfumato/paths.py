@@ -80,9 +80,7 @@ class FolderPaths:
     def walk_dir(self, top: Path) -> Iterator[Path]:
         for root, dirs, files in os.walk(top):
             root_path = Path(root)
-            dirs[:] = [
-                d for d in dirs if not is_temp_name(d) and not self.is_skipped_dir(root_path / d)
-            ]
+            dirs[:] = [d for d in dirs if not is_temp_name(d) and not self.is_skipped_dir(root_path / d)]
             for name in files:
                 path = root_path / name
                 if self.relative(path) is not None:

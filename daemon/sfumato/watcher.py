@@ -73,9 +73,7 @@ class _Reporter(FileSystemEventHandler):
 class Watcher:
     """Watches folders recursively until stopped."""
 
-    def __init__(
-        self, sink: queue.Queue, *, polling: bool = False, poll_interval: float = 2.0
-    ) -> None:
+    def __init__(self, sink: queue.Queue, *, polling: bool = False, poll_interval: float = 2.0) -> None:
         self.sink = sink
         self.polling = polling
         self.poll_interval = poll_interval
