@@ -28,7 +28,12 @@ def projection_shift(moved: torch.Tensor, origin: torch.Tensor, target: torch.Te
 
 
 def embed_views(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-    """Unit embeddings of ``image`` under each view, batched for pooled encoders."""
+    """Unit embeddings of ``image`` under each view, batched for pooled encoders.
+
+    A spatial encoder's flattened latent is as long as its view is large, so for those the views
+    must share one output size (a single view, in practice); :class:`StyleTerm` compares them
+    view by view instead.
+    """
     if encoder.spatial:
         return torch.cat([unit(encoder.embed(apply_view(v, image))) for v in views])
     batch = torch.cat([resize_antialiased(apply_view(v, image), encoder.input_size) for v in views])
@@ -51,13 +56,19 @@ class StyleTerm:
     target_image: torch.Tensor | None = None
 
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-        moved = embed_views(self.encoder, cloaked, views)
+        """Projection shift of ``cloaked`` under each view (one value per view)."""
         if self.encoder.spatial:
-            with torch.no_grad():
-                origin = embed_views(self.encoder, self.original_image, views)
-                target = embed_views(self.encoder, self.target_image, views)
-        else:
-            origin, target = self.origin[None], self.target[None]
+            return torch.cat([self._aligned_shift(cloaked, v) for v in views])
+        moved = embed_views(self.encoder, cloaked, views)
+        return projection_shift(moved, self.origin[None], self.target[None])
+
+    def _aligned_shift(self, cloaked: torch.Tensor, view: View) -> torch.Tensor:
+        # Views differ in size, so latents are compared one view at a time; the original and its
+        # target share one batched, gradient-free pass (about a third of the encoder's work).
+        moved = unit(self.encoder.embed(apply_view(view, cloaked)))
+        with torch.no_grad():
+            references = torch.cat([self.original_image, self.target_image])
+            origin, target = unit(self.encoder.embed(apply_view(view, references))).split(1)
         return projection_shift(moved, origin, target)
 
 
