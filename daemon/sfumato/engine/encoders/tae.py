@@ -44,7 +44,9 @@ class TAEF2Encoder(Encoder):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
         super().__init__((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the network takes [0, 1] directly
-        self.encoder = encoder
+        # Channels-last convolutions cut about a quarter of the CPU time of a forward and backward
+        # pass (the cloak's inner loop), with the same values up to float rounding.
+        self.encoder = encoder.to(memory_format=torch.channels_last)
         self.decoder = decoder
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -53,7 +55,7 @@ class TAEF2Encoder(Encoder):
         return images.to(self.mean.dtype)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.encoder(pixels)
+        return self.encoder(pixels.contiguous(memory_format=torch.channels_last))
 
     @property
     def has_decoder(self) -> bool:
