@@ -1,0 +1,84 @@
+"""Encoders: one interface, differentiable preprocessing, concept embeddings, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from enginekit import TINY_CLIP
+
+from sfumato.engine.encoders import load_encoder
+from sfumato.engine.encoders import openclip as openclip_loader
+from sfumato.errors import EncoderError, UnknownEncoderError, UsageError
+
+
+@pytest.mark.parametrize("spec", [TINY_CLIP, "effnet-lite:0"])
+def test_any_size_batch_embeds_and_gradients_reach_every_pixel(spec):
+    encoder = load_encoder(spec)
+    images = torch.rand(2, 3, 150, 97, requires_grad=True)
+    embedding = encoder.embed(images)
+    assert embedding.shape[0] == 2 and embedding.ndim == 2
+    embedding.sum().backward()
+    # antialiased resize inside: every full-resolution pixel gets a gradient
+    assert (images.grad.abs().sum(1) > 0).float().mean() > 0.99
+
+
+def test_effnet_concepts_are_rows_of_the_imagenet_head():
+    encoder = load_encoder("effnet-lite:0")
+    purse, ox = encoder.embed_concepts(["purse", "Ox"])
+    names = list(encoder.concept_vocabulary())
+    assert torch.equal(purse, encoder.model._fc.weight[names.index("purse")])
+    assert torch.equal(ox, encoder.model._fc.weight[names.index("ox")])
+
+
+def test_effnet_embedding_is_the_pooled_feature_the_head_classifies():
+    encoder = load_encoder("effnet-lite:0")
+    images = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        logits = encoder.model((images - 0.5) / 0.5)
+        assert torch.allclose(encoder.logits(images), logits, atol=1e-4)
+
+
+def test_tiny_clip_text_tower_embeds_free_text():
+    encoder = load_encoder(TINY_CLIP)
+    text = encoder.embed_concepts(["a pixel art sprite", "a pencil sketch"])
+    assert text.shape == (2, encoder.embed(torch.rand(1, 3, 64, 64)).shape[1])
+    assert not torch.allclose(text[0], text[1])
+
+
+def test_unknown_names_are_usage_errors_naming_the_spec():
+    with pytest.raises(UnknownEncoderError, match="unknown encoder 'resnet:50'"):
+        load_encoder("resnet:50")
+    with pytest.raises(UsageError, match="unknown open_clip model 'NoSuchNet'"):
+        load_encoder("openclip:NoSuchNet/random")
+    with pytest.raises(UsageError, match="effnet-lite:0, 1 or 2"):
+        load_encoder("effnet-lite:7")
+
+
+def test_unknown_pretrained_tag_lists_the_known_ones():
+    with pytest.raises(EncoderError, match="no pretrained weights 'nope'.*laion2b_s34b_b79k"):
+        load_encoder("openclip:ViT-B-32/nope")
+
+
+def test_missing_checkpoint_file_is_named(tmp_path):
+    with pytest.raises(EncoderError, match="checkpoint .*missing.pt does not exist"):
+        load_encoder(f"openclip:ViT-B-32@{tmp_path / 'missing.pt'}")
+
+
+def test_text_to_an_encoder_without_text_tower_says_what_to_do():
+    with pytest.raises(EncoderError, match="knows only ImageNet class names"):
+        load_encoder("effnet-lite:0").embed_concepts(["a cubist painting"])
+
+
+def test_no_network_for_a_first_download_is_one_clear_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    monkeypatch.setattr(openclip_loader, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(EncoderError) as err:
+        openclip_loader.load("ViT-B-32/laion2b_s34b_b79k", torch.device("cpu"))
+    message = str(err.value)
+    assert "could not download the weights of openclip:ViT-B-32/laion2b_s34b_b79k" in message
+    assert "openclip:ViT-B-32@FILE" in message and "\n" not in message
+
+
+def test_random_weights_warn_that_they_protect_against_nothing():
+    with pytest.warns(UserWarning, match="random weights.*protects against nothing"):
+        openclip_loader.load("ViT-B-32/random", torch.device("cpu"))
