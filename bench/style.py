@@ -15,8 +15,9 @@ import statistics
 import time
 
 import torch
-from _common import half_size, jpeg, print_table, to_array, vangogh_images
 from PIL import Image
+
+from _common import half_size, jpeg, print_table, to_array, vangogh_images
 
 
 def main() -> None:

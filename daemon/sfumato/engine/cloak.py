@@ -25,6 +25,7 @@ from sfumato.engine.levels import budget_for, search_for
 from sfumato.engine.metrics import max_change, psnr, ssim_score
 from sfumato.engine.objectives import StyleTerm, centroid, embed_views, projection_shift, unit
 from sfumato.engine.optimiser import search_perturbation
+from sfumato.engine.poison import PoisonPlan, combine_terms, plan_poison, targeted_success
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.engine.targets import StyleRequest, parse_style, reference_images, text_targets
 from sfumato.engine.views import View, ViewSampler
@@ -134,6 +135,30 @@ def build_terms(
     return [StyleTerm(e, centroid(e, image, views), t) for e, t in zip(encoders, targets, strict=True)], None
 
 
+def anchor_terms(
+    encoders: Sequence[Encoder], image: torch.Tensor, folder: str | Path | None, seed: int
+) -> list[StyleTerm]:
+    """Pull pooled features toward anchor images of the poison target, if a folder is given."""
+    if not folder:
+        return []
+    refs = [working_copy(to_array(Image.open(p)), 512, image.device) for p in reference_images(Path(folder))]
+    views = fixed_views(image, seed)
+    terms = []
+    for enc in encoders:
+        if enc.spatial:
+            continue
+        with torch.no_grad():
+            emb = torch.stack([clean_embedding(enc, r) for r in refs]).mean(0)
+        terms.append(StyleTerm(enc, centroid(enc, image, views), emb / emb.norm()))
+    return terms
+
+
+def poison_report(plan: PoisonPlan | None, encoders: Sequence[Encoder], cloaked: torch.Tensor) -> dict | None:
+    if plan is None:
+        return None
+    return {**plan.report(), **targeted_success(encoders, cloaked, plan.target)}
+
+
 def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: int) -> np.ndarray:
     """Upsample δ band by band onto the full image and round to the output's bit depth."""
     h, w = pixels.shape[:2]
@@ -187,15 +212,23 @@ def cloak_image(
     work = working_copy(pixels, search.work_side, device)
 
     request = parse_style(options.style)
+    poison = None
+    if options.poison:
+        poison = plan_poison(encoders, work, options.poison, options.extra.get("poison_targets"))
+        poison.terms += anchor_terms(encoders, work, options.extra.get("poison_anchors"), options.seed)
+    elif request.kind == "none":
+        raise UsageError("style none without poisoning leaves nothing to do: choose a style or enable poison")
     if request.kind == "auto":
         request = StyleRequest("builtin", choose_auto_style(encoders, work))
-    terms, target_image = build_terms(encoders, work, request, options.seed)
+    terms, target_image = (
+        ([], None) if request.kind == "none" else build_terms(encoders, work, request, options.seed)
+    )
     eps = budget_map(work, budget)
     if budget.eps_max > 0:
         delta = search_perturbation(
             work,
             eps,
-            terms,
+            combine_terms(terms, poison.terms if poison else []),
             search,
             seed=options.seed,
             greyscale=greyscale,
@@ -236,6 +269,7 @@ def cloak_image(
         "ssim": round(ssim_score(pixels, out), 5),
         "max_change": round(max_change(pixels, out), 3),
         "encoders": encoder_reports,
+        "poison": poison_report(poison, encoders, cloaked_work),
         "steps": search.steps if budget.eps_max > 0 else 0,
         "views": search.views,
         "working_size": list(work.shape[-2:]),

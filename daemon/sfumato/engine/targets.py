@@ -17,7 +17,8 @@ REFERENCE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 @dataclass(frozen=True)
 class StyleRequest:
-    """``kind``: "builtin" (``value`` names a stylizer), "text", "folder" (a path) or "auto"."""
+    """``kind``: "builtin" (``value`` names a stylizer), "text", "folder" (a path), "auto" or
+    "none" (no style cloak: poison alone)."""
 
     kind: str
     value: str
@@ -35,6 +36,8 @@ def parse_style(style: str) -> StyleRequest:
     lowered = text.lower()
     if lowered == "auto":
         return StyleRequest("auto", "auto")
+    if lowered == "none":
+        return StyleRequest("none", "none")
     if lowered in STYLIZERS:
         return StyleRequest("builtin", lowered)
     path = Path(text).expanduser()
