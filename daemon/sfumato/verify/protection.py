@@ -1,0 +1,148 @@
+"""How far each encoder sees the cloaked image moved toward its target, through re-encodings.
+
+The figures per encoder and transform: cosine similarities of the original, the cloak and the
+target, the projection shift (the share of the way from the original to the target the cloak
+has gone: 0 = nowhere, 1 = all the way) and the zero-shot label before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from sfumato.engine.encoders import Encoder
+from sfumato.engine.objectives import projection_shift
+from sfumato.engine.stylizers import STYLIZERS
+from sfumato.errors import EncoderError
+from sfumato.verify.targets import CheckTarget, builtin_target, embed
+from sfumato.verify.transforms import TRANSFORMS
+
+# What open_clip encoders name an image with: the built-in styles and some everyday concepts.
+STYLE_PHRASES = {
+    "pixelart": "pixel art",
+    "popart": "pop art",
+    "sketch": "a pencil sketch",
+    "mosaic": "a tile mosaic",
+    "halftone": "a halftone comic print",
+}
+EVERYDAY_CONCEPTS = (
+    "an oil painting",
+    "a watercolour",
+    "a photograph",
+    "a digital illustration",
+    "an anime drawing",
+    "flowers",
+    "a landscape",
+    "a portrait",
+    "a cat",
+    "a dog",
+    "a cow",
+    "a handbag",
+    "a car",
+    "a building",
+    "food",
+    "text",
+)
+
+
+def _vocabulary(encoder: Encoder, target: CheckTarget) -> list[str] | None:
+    if not encoder.supports_text:
+        return None
+    words = list(STYLE_PHRASES.values()) + list(EVERYDAY_CONCEPTS)
+    if target.kind == "text" and target.label not in words:
+        words.append(target.label)
+    return words
+
+
+class Labeller:
+    """Zero-shot names: an ImageNet classifier's top class, or the closest vocabulary phrase."""
+
+    def __init__(self, encoder: Encoder, target: CheckTarget) -> None:
+        self.encoder = encoder
+        self.words = _vocabulary(encoder, target)
+        self.concepts = None
+        if self.words is not None:
+            self.concepts = torch.nn.functional.normalize(encoder.embed_concepts(self.words).float(), dim=-1)
+
+    def __call__(self, image: torch.Tensor, embedding: torch.Tensor) -> str | None:
+        if hasattr(self.encoder, "logits"):
+            names = self.encoder.concept_vocabulary()
+            with torch.no_grad():
+                return names[int(self.encoder.logits(image).argmax())]
+        if self.concepts is None:
+            return None
+        return self.words[int((embedding @ self.concepts.T).argmax())]
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return round(float((a * b).sum()), 5)
+
+
+def transform_figures(
+    encoder: Encoder,
+    original: torch.Tensor,
+    cloaked: torch.Tensor,
+    target: CheckTarget,
+    transform,
+    labeller: Labeller | None = None,
+) -> dict:
+    """Figures of one encoder under one transform (applied alike to original, cloak and target)."""
+    seen_x, seen_c = transform(original), transform(cloaked)
+    x, c = embed(encoder, seen_x), embed(encoder, seen_c)
+    t = target.embedding(encoder, transform)
+    figures = {
+        "cos_original_target": _cos(x, t),
+        "cos_cloaked_target": _cos(c, t),
+        "cos_cloaked_original": _cos(c, x),
+        "shift": round(float(projection_shift(c, x, t)[0]), 4),
+    }
+    if labeller is not None:
+        figures["label_before"] = labeller(seen_x, x)
+        figures["label_after"] = labeller(seen_c, c)
+    return figures
+
+
+def encoder_protection(
+    encoder: Encoder,
+    original: torch.Tensor,
+    cloaked: torch.Tensor,
+    target: CheckTarget,
+    transforms: Sequence[str] = tuple(TRANSFORMS),
+) -> dict:
+    """One encoder's view of the cloak: its figures on the image and after each transform."""
+    try:
+        labeller = Labeller(encoder, target)
+        rows = {
+            name: transform_figures(encoder, original, cloaked, target, TRANSFORMS[name], labeller)
+            for name in transforms
+        }
+    except EncoderError as exc:
+        return {"encoder": encoder.spec, "error": str(exc)}
+    shifts = [row["shift"] for row in rows.values()]
+    first = rows[transforms[0]]
+    return {
+        "encoder": encoder.spec,
+        "shift": first["shift"],
+        "worst_shift": min(shifts),
+        "label_before": first.get("label_before"),
+        "label_after": first.get("label_after"),
+        "transforms": rows,
+    }
+
+
+def strongest_builtin(
+    encoders: Sequence[Encoder], original: torch.Tensor, cloaked: torch.Tensor
+) -> tuple[CheckTarget, dict[str, float]]:
+    """The built-in style the cloak moved toward most (mean shift over the encoders, on the image
+    itself): what ``--style auto`` checks against, since a cloak file does not record its target."""
+    shifts, targets = {}, {}
+    for name in STYLIZERS:
+        targets[name] = builtin_target(name, original)
+        values = [
+            transform_figures(e, original, cloaked, targets[name], TRANSFORMS["none"])["shift"]
+            for e in encoders
+        ]
+        shifts[name] = round(sum(values) / len(values), 4)
+    best = max(sorted(shifts), key=lambda n: shifts[n])
+    return targets[best], shifts

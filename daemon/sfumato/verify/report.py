@@ -1,0 +1,72 @@
+"""``sfumato check`` as a library call: every figure about one original and its cloak."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sfumato.engine.cloak import working_copy
+from sfumato.engine.encoders import Encoder
+from sfumato.errors import UsageError
+from sfumato.verify.figures import visual_change
+from sfumato.verify.protection import encoder_protection, strongest_builtin
+from sfumato.verify.targets import CheckTarget, resolve_target
+from sfumato.verify.transforms import TRANSFORMS
+
+CHECK_SIDE = 768  # as the default search: what encoders and scrapers look at anyway
+
+
+def poison_target(poison: str) -> CheckTarget:
+    """``CONCEPT:TARGET`` (or just ``TARGET``): what a model should learn the image shows."""
+    concept, sep, target = poison.partition(":")
+    target = (target if sep else concept).strip()
+    if not target or target == "auto":
+        raise UsageError(f"--poison {poison!r} needs the target concept to check, e.g. cow:handbag")
+    return CheckTarget("text", target)
+
+
+def check_images(
+    original: np.ndarray,
+    cloaked: np.ndarray,
+    encoders: Sequence[Encoder],
+    *,
+    style: str = "auto",
+    poison: str | None = None,
+) -> dict:
+    """Visual change on the full images; per encoder, movement toward the target at working size
+    on the image itself and after each transform in :data:`TRANSFORMS`."""
+    if original.shape != cloaked.shape:
+        raise UsageError(
+            f"the images differ in size ({original.shape[1]}×{original.shape[0]} and "
+            f"{cloaked.shape[1]}×{cloaked.shape[0]}): check compares a cloak with its own original"
+        )
+    report = visual_change(original, cloaked)
+    device = next(iter(encoders[0].buffers())).device
+    x = working_copy(original, CHECK_SIDE, device)
+    c = working_copy(cloaked, CHECK_SIDE, device)
+    if poison:
+        target = poison_target(poison)
+        report["poison"] = poison
+    elif (style or "auto").strip().lower() == "auto":
+        target, shifts = strongest_builtin(encoders, x, c)
+        report["target_chosen"] = "auto: the built-in style the cloak moved toward most"
+        report["auto_shifts"] = shifts
+    else:
+        target = resolve_target(style, x)
+    report["target"] = target.label
+    report["target_kind"] = target.kind
+    report["working_size"] = list(x.shape[-2:])
+    report["transforms"] = list(TRANSFORMS)
+    report["encoders"] = [encoder_protection(e, x, c, target) for e in encoders]
+    return report
+
+
+def verdict_phrase(entry: dict) -> str:
+    """One encoder's result in a few words, for the preview and the terminal."""
+    if "error" in entry:
+        return f"{entry['encoder']}: cannot check"
+    return (
+        f"{entry['encoder']} sees {entry['shift']:.0%} of the way to the target "
+        f"(worst {entry['worst_shift']:.0%})"
+    )
