@@ -49,10 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (UsageError, ConfigError) as exc:
-        print(f"sfumato: {exc}", file=sys.stderr)
+        _report(exc)
         return 2
     except SfumatoError as exc:
-        print(f"sfumato: {exc}", file=sys.stderr)
+        _report(exc)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _report(exc: SfumatoError) -> None:
+    """One line per problem; a config with several problems already names the file on each."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    for line in lines:
+        print(line if len(lines) > 1 else f"sfumato: {line}", file=sys.stderr)
