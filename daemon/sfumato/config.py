@@ -112,6 +112,7 @@ class PoisonSettings(_Strict):
     enabled: bool = False
     concept: str = "auto"
     target: str = "auto"
+    anchors: PathValue | None = None  # optional folder of images of the target concept
 
 
 class _CloakFields(_Strict):
@@ -261,7 +262,11 @@ class Config(BaseSettings):
             threads=pick("threads"),
             steps=pick("steps"),
             poison=f"{poison.concept}:{poison.target}" if poison.enabled else None,
-            extra={"skip_unavailable_encoders": pick("skip_unavailable_encoders"), "check": check},
+            extra={
+                "skip_unavailable_encoders": pick("skip_unavailable_encoders"),
+                "check": check,
+                "poison_anchors": poison.anchors if poison.enabled else None,
+            },
         )
 
     def folder_style(self, folder: FolderSettings) -> str:

@@ -9,6 +9,7 @@ SIGHUP reloads the config (an invalid one is reported and the old one kept).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -98,7 +99,11 @@ class Daemon:
     def _folder_options(self, folder: FolderSettings):
         auto = self.config.folder_style(folder) == "auto"
         target = self.ledger.folder_target(folder.key) if auto else None
-        return self.config.options_for(folder, style=target), auto
+        options = self.config.options_for(folder, style=target)
+        if options.poison:  # the auto targets chosen before, so every image of a concept agrees
+            extra = {**options.extra, "poison_targets": self.ledger.poison_targets()}
+            options = dataclasses.replace(options, extra=extra)
+        return options, auto
 
     def _apply_config(self, config: Config) -> None:
         """Make ``config`` current: folders exist, models are loaded, watches follow."""

@@ -91,6 +91,7 @@ class JobRunner:
         self.max_file_bytes = int(max_file_mb * 1024 * 1024)
         self.stop = stop
         self.on_status = on_status or (lambda text: None)
+        self._poison_notes: dict[int, str] = {}  # job id → poison figures for its "done" line
 
     def run(
         self,
@@ -169,6 +170,7 @@ class JobRunner:
             target = outcome.target
             if auto_style and target:
                 target = self.ledger.set_folder_target(paths.folder.key, target)
+            self._note_poison(job, outcome.report.get("poison"))
             job.output, job.psnr, job.seconds, job.target = (
                 str(outcome.output),
                 outcome.psnr,
@@ -187,6 +189,19 @@ class JobRunner:
                 log.warning("%s: cloak is %s", paths.shown(job.source), outcome.status)
         job.phase = "move"
         self.ledger.update(job.id, phase="move", progress=1.0)
+
+    def _note_poison(self, job: Job, poison: dict | None) -> None:
+        """Record an auto target for its concept and keep the figures for the job's log line."""
+        if not poison:
+            return
+        if poison.get("target_auto"):
+            self.ledger.set_poison_target(poison["concept"], poison["target"])
+        confidence = poison.get("concept_confidence")
+        shown = f" ({confidence:.0%})" if confidence is not None else ""
+        success = poison.get("targeted_success")
+        self._poison_notes[job.id] = f"poison {poison['concept']}{shown} -> {poison['target']}" + (
+            f", surrogate top-5 {success:.0%}" if success is not None else ""
+        )
 
     def _progress_writer(self, job_id: int) -> Callable[[float], None]:
         last = [0.0]
@@ -235,6 +250,8 @@ class JobRunner:
             details.append(f"PSNR {job.psnr:.1f} dB")
         if job.target:
             details.append(f"target {job.target}")
+        if job.id in self._poison_notes:
+            details.append(self._poison_notes.pop(job.id))
         log.info(
             "done %s -> %s %s",
             paths.shown(job.source),

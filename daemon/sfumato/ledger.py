@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS folder_targets (
     target TEXT NOT NULL,
     chosen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS poison_targets (
+    concept TEXT PRIMARY KEY,  -- lower-cased: poison works by every image of a concept agreeing
+    target TEXT NOT NULL,
+    chosen_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
@@ -226,6 +231,21 @@ class Ledger:
                 (folder, target, time.time()),
             )
         return self.folder_target(folder) or target
+
+    def poison_targets(self) -> dict[str, str]:
+        """Auto poison targets chosen so far (concept → target), for every folder alike."""
+        with self._lock:
+            rows = self._db.execute("SELECT concept, target FROM poison_targets").fetchall()
+        return dict(rows)
+
+    def set_poison_target(self, concept: str, target: str) -> str:
+        """Record the concept's target unless one is already recorded; returns the recorded one."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO poison_targets (concept, target, chosen_at) VALUES (?, ?, ?)",
+                (concept.lower(), target, time.time()),
+            )
+        return self.poison_targets().get(concept.lower(), target)
 
     def set_meta(self, **values: object) -> None:
         with self._tx() as db:
