@@ -40,7 +40,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         metavar="TEXT|DIR|auto",
         help="built-in style (pixelart, popart, sketch, mosaic, halftone), free text, "
-        "a folder of reference images, or auto (default)",
+        "a folder of reference images, auto (default), or none (poison only)",
+    )
+    p.add_argument(
+        "--poison",
+        default=None,
+        metavar="CONCEPT:TARGET",
+        help="also poison: models trained on the output learn TARGET for what shows CONCEPT "
+        "(either may be auto, e.g. auto:purse)",
+    )
+    p.add_argument(
+        "--poison-anchors",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of images of the poison target, to anchor it beyond its name",
     )
     p.add_argument(
         "--intensity",
@@ -98,10 +112,25 @@ def options_from(args: argparse.Namespace) -> CloakOptions:
         metadata=args.metadata,
         threads=args.threads,
         steps=args.steps,
+        poison=poison_from(args),
         # The default ensemble goes on without a member that cannot be fetched (offline);
         # encoders the user named explicitly must all load.
-        extra={"skip_unavailable_encoders": not args.encoders},
+        extra={"skip_unavailable_encoders": not args.encoders, "poison_anchors": args.poison_anchors},
     )
+
+
+def poison_from(args: argparse.Namespace) -> str | None:
+    """``--poison`` checked before any model loads; ``--poison-anchors`` needs it."""
+    if args.poison is None:
+        if args.poison_anchors is not None:
+            raise UsageError("--poison-anchors needs --poison CONCEPT:TARGET")
+        return None
+    from sfumato.engine.poison import parse_poison
+
+    request = parse_poison(args.poison)
+    if args.poison_anchors is not None and not args.poison_anchors.is_dir():
+        raise UsageError(f"poison anchor folder {args.poison_anchors} does not exist")
+    return f"{request.concept}:{request.target}"
 
 
 def run(args: argparse.Namespace) -> int:
