@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sfumato.errors import EncoderError, TransientError, UsageError
+from sfumato.fileops import unique_path
 from sfumato.images import read_artwork, write_artwork
 from sfumato.options import CloakOptions
+from sfumato.verify.settings import check_settings
+
+INCOMPLETE_PREFIX = "INCOMPLETE-"
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,14 @@ class Cloaker:
     def prepare(self, options: CloakOptions) -> None:
         """Load the encoders ``options`` names now (at daemon start), raising EncoderError early."""
         self.encoders_for(options)
+        settings = check_settings(options.extra)
+        if settings["enabled"]:
+            from sfumato.engine.encoders import load_encoder
+
+            try:  # the check falls back to a cloak encoder when its own cannot be loaded
+                load_encoder(settings["encoder"], self.encoders_for(options)[0].mean.device)
+            except EncoderError as exc:
+                log.warning("check encoder %s unavailable: %s", settings["encoder"], exc)
 
     def cloak_file(
         self,
@@ -91,6 +103,7 @@ class Cloaker:
         (configuration), Cancelled (``should_stop`` returned True; nothing written).
         """
         from sfumato.engine.cloak import cloak_image
+        from sfumato.verify.quick import verdict_for
 
         src, dst = Path(src), Path(dst)
         if dst.exists() and not overwrite:
@@ -115,13 +128,23 @@ class Cloaker:
             if "out of memory" in str(exc).lower():
                 raise TransientError(f"{src.name}: ran out of memory while cloaking") from exc
             raise
-        write_artwork(art, result.pixels, dst, metadata=options.metadata)
         report = dict(result.report)
         report["skipped_encoders"] = sorted(s for s in self._skipped if s in options.encoders)
+        verdict = verdict_for(art.rgb, result.pixels, report, check_settings(options.extra), encoders)
+        status = "ok"
+        if verdict is not None:
+            report["check"] = verdict.as_report()
+            if not verdict.passed:
+                # Never passed off as protected: the name says so, the report says why.
+                status, report["reason"] = "incomplete", verdict.reason
+                dst = dst.with_name(f"{INCOMPLETE_PREFIX}{dst.name}")
+                dst = dst if overwrite else unique_path(dst)
+                log.warning("%s is incomplete: %s", src.name, verdict.reason)
+        write_artwork(art, result.pixels, dst, metadata=options.metadata)
         return CloakOutcome(
             input=src,
             output=dst,
-            status="ok",
+            status=status,
             target=report["target"],
             psnr=report["psnr"],
             ssim=report["ssim"],

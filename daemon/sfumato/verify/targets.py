@@ -75,6 +75,8 @@ def resolve_target(style: str, original: torch.Tensor) -> CheckTarget:
 def target_from_report(report: dict, original: torch.Tensor) -> CheckTarget:
     """The target a cloak's report names (``target``/``target_kind``), for checking that cloak."""
     kind, label = report.get("target_kind", "builtin"), report["target"]
+    if kind == "none" and report.get("poison"):  # poison alone: check the concept it learns
+        return CheckTarget("text", report["poison"]["target"])
     if kind == "builtin":
         return builtin_target(label, original)
     return resolve_target(label, original)
