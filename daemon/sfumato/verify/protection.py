@@ -137,11 +137,12 @@ def strongest_builtin(
     """The built-in style the cloak moved toward most (mean shift over the encoders, on the image
     itself): what ``--style auto`` checks against, since a cloak file does not record its target."""
     shifts, targets = {}, {}
+    seen = [(embed(e, original), embed(e, cloaked)) for e in encoders]
     for name in STYLIZERS:
         targets[name] = builtin_target(name, original)
         values = [
-            transform_figures(e, original, cloaked, targets[name], TRANSFORMS["none"])["shift"]
-            for e in encoders
+            float(projection_shift(c, x, embed(e, targets[name].image))[0])
+            for e, (x, c) in zip(encoders, seen, strict=True)
         ]
         shifts[name] = round(sum(values) / len(values), 4)
     best = max(sorted(shifts), key=lambda n: shifts[n])
