@@ -23,7 +23,14 @@ from sfumato.engine.encoders import Encoder, load_encoder
 from sfumato.engine.encoders.base import resize_antialiased
 from sfumato.engine.levels import budget_for, search_for
 from sfumato.engine.metrics import max_change, psnr, ssim_score
-from sfumato.engine.objectives import StyleTerm, centroid, embed_views, projection_shift, unit
+from sfumato.engine.objectives import (
+    StyleTerm,
+    balance_terms,
+    centroid,
+    embed_views,
+    projection_shift,
+    unit,
+)
 from sfumato.engine.optimiser import search_perturbation
 from sfumato.engine.poison import PoisonPlan, combine_terms, plan_poison, targeted_success
 from sfumato.engine.stylizers import STYLIZERS
@@ -114,7 +121,7 @@ def build_terms(
                 terms.append(StyleTerm(enc, original_image=image, target_image=target_image))
             else:
                 terms.append(StyleTerm(enc, centroid(enc, image, views), centroid(enc, target_image, views)))
-        return terms, target_image
+        return balance_terms(terms, image, views[:2]), target_image
     spatial = [e.spec for e in encoders if e.spatial]
     if spatial:
         raise UsageError(
@@ -132,7 +139,8 @@ def build_terms(
         for enc in encoders:
             emb = torch.stack([clean_embedding(enc, r) for r in refs]).mean(0)
             targets.append(emb / emb.norm())
-    return [StyleTerm(e, centroid(e, image, views), t) for e, t in zip(encoders, targets, strict=True)], None
+    terms = [StyleTerm(e, centroid(e, image, views), t) for e, t in zip(encoders, targets, strict=True)]
+    return balance_terms(terms, image, views[:2]), None
 
 
 def anchor_terms(

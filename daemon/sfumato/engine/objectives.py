@@ -2,13 +2,15 @@
 
 The style loss of one encoder is the negative *projection shift*: how far, as a fraction of the
 way from the original to the target, the cloaked image's unit embedding has moved. It is
-scale-free, so every ensemble member counts the same whatever its feature norms.
+scale-free in each embedding space, whatever the feature norms; ``balance_terms`` then evens out
+how hard each ensemble member pulls on the pixels.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,38 @@ def projection_shift(moved: torch.Tensor, origin: torch.Tensor, target: torch.Te
     """((moved - origin)·(target - origin)) / |target - origin|², per row (unit-normalised inputs)."""
     d = target - origin
     return ((moved - origin) * d).sum(-1) / d.pow(2).sum(-1).clamp_min(1e-12)
+
+
+SPATIAL_WINDOW = 256  # largest side, in output pixels, that a spatial encoder looks at per view
+SPATIAL_SCALES = (0.75, 1.25)  # around the working image's own scale
+
+
+def _multiple_of_8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+def spatial_view(view: View, window: int = SPATIAL_WINDOW) -> View:
+    """The same view (crop region, flip, JPEG, blur, noise) at about the image's own scale.
+
+    A latent is not scale-invariant, and a generator's autoencoder sees an image at about its posted
+    size, not shrunk to the 224-px views pooled encoders take; so a spatial encoder looks at a
+    window of the view's crop near scale 1. The window bounds the cost: about 256 px a side, the
+    size the pooled views have anyway. Reproducible from the view alone, so the cloak, the original
+    and the target get the very same window.
+    """
+    rng = random.Random(hash(view))  # a view holds numbers only, so its hash is not salted
+    scale = rng.uniform(*SPATIAL_SCALES)
+    height = min(view.height, max(8, round(window / scale)))
+    width = min(view.width, max(8, round(window / scale)))
+    return replace(
+        view,
+        top=view.top + rng.randint(0, view.height - height),
+        left=view.left + rng.randint(0, view.width - width),
+        height=height,
+        width=width,
+        out_height=_multiple_of_8(height * scale),
+        out_width=_multiple_of_8(width * scale),
+    )
 
 
 def embed_views(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
@@ -54,17 +88,21 @@ class StyleTerm:
     target: torch.Tensor | None = None
     original_image: torch.Tensor | None = None
     target_image: torch.Tensor | None = None
+    weight: float = 1.0  # set by balance_terms, so no ensemble member drowns the others
 
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-        """Projection shift of ``cloaked`` under each view (one value per view)."""
+        """Weighted projection shift of ``cloaked`` under each view (one value per view)."""
         if self.encoder.spatial:
-            return torch.cat([self._aligned_shift(cloaked, v) for v in views])
-        moved = embed_views(self.encoder, cloaked, views)
-        return projection_shift(moved, self.origin[None], self.target[None])
+            shifts = torch.cat([self._aligned_shift(cloaked, v) for v in views])
+        else:
+            moved = embed_views(self.encoder, cloaked, views)
+            shifts = projection_shift(moved, self.origin[None], self.target[None])
+        return self.weight * shifts
 
     def _aligned_shift(self, cloaked: torch.Tensor, view: View) -> torch.Tensor:
         # Views differ in size, so latents are compared one view at a time; the original and its
         # target share one batched, gradient-free pass (about a third of the encoder's work).
+        view = spatial_view(view)
         moved = unit(self.encoder.embed(apply_view(view, cloaked)))
         with torch.no_grad():
             references = torch.cat([self.original_image, self.target_image])
@@ -76,3 +114,28 @@ def centroid(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) -> to
     with torch.no_grad():
         emb = embed_views(encoder, image, views).mean(0)
     return emb / emb.norm()
+
+
+def balance_terms(terms: Sequence[StyleTerm], image: torch.Tensor, views: Sequence[View]) -> list[StyleTerm]:
+    """Weight the members of an ensemble so that each pulls on the pixels equally hard.
+
+    The projection shift is scale-free in each embedding space, but not per pixel: TAEF2's latent
+    moves about ten times less than EfficientNet's or ViT-B-32's features for the same change, so
+    the sign of a plain sum of gradients would follow the pooled encoders alone. The weights are
+    set once, on the original image, to give every member's gradient the members' mean size, so
+    the total (which the SSIM term is weighed against) stays what it was.
+    """
+    if len(terms) < 2:
+        return list(terms)
+    sizes = []
+    for term in terms:
+        x = image.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(term.shift(x, views).mean(), x)
+        sizes.append(float(grad.abs().mean()))
+    mean = sum(sizes) / len(sizes)
+    if mean == 0:
+        return list(terms)
+    return [
+        replace(t, weight=t.weight * mean / max(size, 1e-3 * mean))
+        for t, size in zip(terms, sizes, strict=True)
+    ]

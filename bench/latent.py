@@ -1,0 +1,144 @@
+"""Style cloak in FLUX.2's latent space (``tae:flux2``), white-box.
+
+Cloak the shared Van Gogh images toward ``pixelart`` against TAEF2, then measure the projection
+shift of flattened unit latents ((z(x') - z(x)) · (z(t) - z(x))) / |z(t) - z(x)|², with t the
+pixelart version of the original, on the cloak and after JPEG 75, with PSNR, SSIM and seconds.
+``--time-ensemble`` instead times the default ensemble with and without TAEF2 on one 4 MP image.
+
+    python bench/latent.py [--limit N] [--intensity default] [--quality default]
+    python bench/latent.py --time-ensemble
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from _common import SHARED, jpeg, print_table, to_array, vangogh_images
+
+TAEF2 = f"tae:flux2@{SHARED / 'models' / 'taef2'}"
+# The default ensemble with random ViT-B-32 weights: the same cost, no download.
+ENSEMBLE = ("openclip:ViT-B-32/random", "effnet-lite:0")
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(to_array(image)).permute(2, 0, 1)[None]
+
+
+def efficacy(args: argparse.Namespace) -> None:
+    from sfumato.engine.cloak import cloak_image, load_encoders
+    from sfumato.engine.objectives import projection_shift, unit
+    from sfumato.engine.stylizers import pixelart
+    from sfumato.options import CloakOptions
+
+    (tae,) = load_encoders([TAEF2], torch.device("cpu"))
+
+    def latent(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return unit(tae.embed(x))
+
+    options = CloakOptions(
+        style="pixelart",
+        intensity=args.intensity,
+        quality=args.quality,
+        steps=args.steps,
+        encoders=(TAEF2,),
+        threads=args.threads,
+        device="cpu",
+    )
+    keys = ("cloak", "jpeg75")
+    shifts: dict[str, list[float]] = {k: [] for k in keys}
+    psnrs, ssims, secs = [], [], []
+    for path in vangogh_images(args.limit):
+        original = Image.open(path).convert("RGB")
+        started = time.perf_counter()
+        result = cloak_image(original, options, encoders=[tae])
+        secs.append(time.perf_counter() - started)
+        x = as_tensor(original)
+        zx, zt = latent(x), latent(pixelart(x))
+        for key, view in zip(keys, (result.image, jpeg(result.image)), strict=True):
+            shifts[key].append(float(projection_shift(latent(as_tensor(view)), zx, zt)[0]))
+        psnrs.append(result.report["psnr"])
+        ssims.append(result.report["ssim"])
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            result.image.save(args.save / f"{path.stem}.png")
+        print(
+            path.stem,
+            *(f"{shifts[k][-1]:.3f}" for k in keys),
+            f"{psnrs[-1]:.2f}",
+            f"{ssims[-1]:.4f}",
+            f"{secs[-1]:.1f}s",
+            flush=True,
+        )
+    print()
+    print_table(
+        ["images", "shift on cloak", "after JPEG 75", "mean PSNR (dB)", "mean SSIM", "s/image"],
+        [
+            [
+                str(len(psnrs)),
+                *(f"{statistics.mean(shifts[k]):.3f}" for k in keys),
+                f"{statistics.mean(psnrs):.2f}",
+                f"{statistics.mean(ssims):.4f}",
+                f"{statistics.mean(secs):.1f}",
+            ]
+        ],
+    )
+
+
+def four_megapixels() -> Image.Image:
+    """A 2304×1728 enlargement of a Van Gogh image: real texture at a typical upload size."""
+    return Image.open(vangogh_images(1)[0]).convert("RGB").resize((2304, 1728), Image.Resampling.LANCZOS)
+
+
+def time_ensemble(args: argparse.Namespace) -> None:
+    from sfumato.engine.cloak import cloak_image, load_encoders
+    from sfumato.options import CloakOptions
+
+    image = np.asarray(four_megapixels())
+    rows = []
+    for specs in (ENSEMBLE, (*ENSEMBLE, TAEF2)):
+        encoders = load_encoders(specs, torch.device("cpu"))
+        options = CloakOptions(
+            style="pixelart",
+            intensity=args.intensity,
+            quality=args.quality,
+            steps=args.steps,
+            encoders=specs,
+            threads=args.threads,
+            device="cpu",
+        )
+        started = time.perf_counter()
+        result = cloak_image(image, options, encoders=encoders)
+        seconds = time.perf_counter() - started
+        names = " + ".join(s.split("@")[0] for s in specs)
+        rows.append([names, f"{seconds:.1f}", f"{result.report['psnr']:.2f}"])
+        print(*rows[-1], flush=True)
+    base, both = float(rows[0][1]), float(rows[1][1])
+    print()
+    print_table(["encoders (4 MP, default)", "seconds", "PSNR (dB)"], rows)
+    print(f"\nadding tae:flux2 costs {100 * (both / base - 1):+.0f}% time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--intensity", default="default")
+    parser.add_argument("--quality", default="default")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save", type=Path, default=None)
+    parser.add_argument("--time-ensemble", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    (time_ensemble if args.time_ensemble else efficacy)(args)
+
+
+if __name__ == "__main__":
+    main()

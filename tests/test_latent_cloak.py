@@ -1,0 +1,89 @@
+"""A cloak against FLUX.2's latent space (tae:flux2) moves the latent toward the target style,
+inside the pixel budget, alone and beside a pooled encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sfumato.engine.cloak import build_terms, cloak_image
+from sfumato.engine.encoders import load_encoder
+from sfumato.engine.levels import budget_for
+from sfumato.engine.metrics import max_change, psnr
+from sfumato.engine.objectives import projection_shift, unit
+from sfumato.engine.stylizers import pixelart
+from sfumato.engine.targets import StyleRequest
+from sfumato.engine.views import ViewSampler
+from sfumato.options import CloakOptions
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TAEF2_DIR = SHARED / "models" / "taef2"
+ART = SHARED / "data" / "art" / "vangogh" / "sunflowers-1888.png"
+TAE_SPEC = f"tae:flux2@{TAEF2_DIR}"
+SIDE = 96
+
+
+@pytest.fixture(scope="module")
+def tae():
+    if not (TAEF2_DIR / "taef2_encoder.pth").is_file() or not ART.is_file():
+        pytest.skip(f"the shared TAEF2 weights or Van Gogh images are not under {SHARED}")
+    return load_encoder(TAE_SPEC)
+
+
+@pytest.fixture(scope="module")
+def art() -> np.ndarray:
+    image = Image.open(ART).convert("RGB").resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.float32) / 255
+
+
+def _latent(encoder, pixels: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        return unit(encoder.embed(x))
+
+
+def _options(encoders: tuple[str, ...], steps: int) -> CloakOptions:
+    return CloakOptions(
+        style="pixelart",
+        intensity="default",
+        quality="fast",
+        steps=steps,
+        encoders=encoders,
+        device="cpu",
+        threads=1,  # on a busy machine, two threads of small convolutions mostly wait on each other
+    )
+
+
+def test_latent_cloak_moves_toward_pixelart_within_the_budget(tae, art):
+    result = cloak_image(art, _options((TAE_SPEC,), steps=12), encoders=[tae])
+
+    target = pixelart(torch.from_numpy(art).permute(2, 0, 1)[None]).permute(0, 2, 3, 1)[0].numpy()
+    origin, goal = _latent(tae, art), _latent(tae, target)
+    shift = float(projection_shift(_latent(tae, result.pixels), origin, goal)[0])
+    assert shift > 0.05, f"the latent barely moved toward the target: shift {shift:.3f}"
+
+    budget = budget_for("default")
+    assert max_change(art, result.pixels) <= budget.eps_max * 255 + 0.51  # plus 8-bit rounding
+    assert psnr(art, result.pixels) >= budget.psnr_floor - 0.5
+
+
+def test_ensemble_members_pull_on_the_pixels_with_comparable_strength(tae, art):
+    """TAEF2's latent moves ~10x less per pixel change than pooled features; weighting evens that."""
+    image = torch.from_numpy(art).permute(2, 0, 1)[None]
+    encoders = [tae, load_encoder("effnet-lite:0")]
+    terms, _ = build_terms(encoders, image, StyleRequest("builtin", "pixelart"), seed=0)
+    sampler = ViewSampler(SIDE, SIDE, seed=5)
+    views = [sampler.sample() for _ in range(2)]  # not the views the weights were set on
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(1))
+    cloaked = (image + 0.01 * noise).clamp(0, 1)
+    sizes = []
+    for term in terms:
+        x = cloaked.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(term.shift(x, views).mean(), x)
+        sizes.append(float(grad.abs().mean()))
+    ratio = max(sizes) / min(sizes)
+    assert ratio < 2, f"one member pulls {ratio:.1f}x harder than the other: {sizes}"
