@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see sfumato/__init__.py
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "daemon"))
 SHARED = ROOT.parent / "shared"
