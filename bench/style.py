@@ -14,7 +14,6 @@ import argparse
 import statistics
 import time
 
-import torch
 from PIL import Image
 
 from _common import half_size, jpeg, print_table, to_array, vangogh_images
@@ -28,6 +27,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+
+    import torch  # after _common, which sets how torch's threads wait
 
     from sfumato.engine.cloak import cloak_image, load_encoders
     from sfumato.engine.objectives import projection_shift, unit
@@ -44,8 +45,12 @@ def main() -> None:
             return unit(held_out.embed(x))
 
     options = CloakOptions(
-        style="pixelart", intensity=args.intensity, quality=args.quality, steps=args.steps,
-        encoders=("effnet-lite:0", "effnet-lite:1"), threads=args.threads,
+        style="pixelart",
+        intensity=args.intensity,
+        quality=args.quality,
+        steps=args.steps,
+        encoders=("effnet-lite:0", "effnet-lite:1"),
+        threads=args.threads,
     )
     rows, shifts, psnrs, secs = [], {"cloak": [], "jpeg75": [], "half": []}, [], []
     for path in vangogh_images(args.limit):
@@ -67,12 +72,14 @@ def main() -> None:
     print()
     print_table(
         ["images", "shift on cloak", "after JPEG 75", "after half-size", "mean PSNR (dB)", "s/image"],
-        [[
-            str(len(psnrs)),
-            *(f"{statistics.mean(v):.3f}" for v in shifts.values()),
-            f"{statistics.mean(psnrs):.2f}",
-            f"{statistics.mean(secs):.1f}",
-        ]],
+        [
+            [
+                str(len(psnrs)),
+                *(f"{statistics.mean(v):.3f}" for v in shifts.values()),
+                f"{statistics.mean(psnrs):.2f}",
+                f"{statistics.mean(secs):.1f}",
+            ]
+        ],
     )
 
 

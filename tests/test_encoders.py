@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from enginekit import TINY_CLIP
 
+from enginekit import TINY_CLIP
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.encoders import openclip as openclip_loader
 from sfumato.errors import EncoderError, UnknownEncoderError, UsageError

@@ -1,0 +1,180 @@
+"""The cloaking engine as a library: moves embeddings toward the target inside the budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from enginekit import TINY_CLIP, artwork, as_array, half_flat
+from sfumato.engine.cloak import apply_full_resolution, cloak_image, load_encoders
+from sfumato.engine.levels import budget_for
+from sfumato.engine.objectives import projection_shift, unit
+from sfumato.engine.stylizers import STYLIZERS, pixelart
+from sfumato.errors import Cancelled, EncoderError
+from sfumato.options import CloakOptions
+
+CPU = torch.device("cpu")
+
+
+def options(**kw) -> CloakOptions:
+    base = dict(style="pixelart", encoders=("effnet-lite:0",), steps=8, threads=2)
+    base.update(kw)
+    return CloakOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return load_encoders(["effnet-lite:0"], CPU)
+
+
+def held_shift(encoder, original, cloaked, target) -> float:
+    """Projection shift computed here, independently of the engine's own report."""
+
+    def f(x):
+        t = torch.from_numpy(x).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return unit(encoder.embed(t))
+
+    return float(projection_shift(f(cloaked), f(original), f(target))[0])
+
+
+def test_cloak_moves_the_embedding_toward_the_pixelart_target(effnet):
+    image = artwork(128)
+    result = cloak_image(image, options(steps=12), encoders=effnet)
+    x = as_array(image)
+    target = pixelart(torch.from_numpy(x).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    shift = held_shift(effnet[0], x, result.pixels, np.ascontiguousarray(target))
+    assert shift > 0.1
+    assert result.report["encoders"][0]["shift"] > 0.1
+    assert result.report["encoders"][0]["loss_after"] < result.report["encoders"][0]["loss_before"]
+    assert result.report["target"] == "pixelart"
+
+
+def test_per_pixel_budget_holds_and_flat_colour_gets_least(effnet):
+    image = half_flat(128)
+    result = cloak_image(image, options(), encoders=effnet)
+    change = np.abs(result.pixels - as_array(image)) * 255
+    budget = budget_for("default")
+    assert change.max() <= budget.eps_max * 255 + 1e-3
+    flat, textured = change[:, 8:56], change[:, 72:]
+    assert flat.max() <= round(budget.eps_max * budget.flat_fraction * 255) + 1e-3
+    assert textured.mean() > 2 * flat.mean()
+    assert result.report["psnr"] >= budget.psnr_floor - 0.3  # floor holds up to 8-bit rounding
+
+
+@pytest.mark.parametrize("level,floor", [("low", 40.0), ("high", 33.0)])
+def test_intensity_levels_set_max_change_and_psnr_floor(effnet, level, floor):
+    image = artwork(96)
+    result = cloak_image(image, options(intensity=level, steps=4), encoders=effnet)
+    assert result.report["budget"]["psnr_floor"] == floor
+    assert result.report["psnr"] >= floor - 0.3
+    assert result.report["max_change"] <= budget_for(level).eps_max * 255 + 1e-3
+
+
+def test_numeric_intensity_is_the_largest_change_in_255ths(effnet):
+    result = cloak_image(artwork(96), options(intensity=3, steps=4), encoders=effnet)
+    assert 0 < result.report["max_change"] <= 3
+
+
+def test_intensity_zero_changes_nothing(effnet):
+    image = artwork(64)
+    result = cloak_image(image, options(intensity=0), encoders=effnet)
+    assert np.array_equal(result.pixels, as_array(image))
+
+
+def test_same_seed_same_result_other_seed_other_result(effnet):
+    image = artwork(96)
+    a = cloak_image(image, options(seed=3, steps=4), encoders=effnet).pixels
+    b = cloak_image(image, options(seed=3, steps=4), encoders=effnet).pixels
+    c = cloak_image(image, options(seed=4, steps=4), encoders=effnet).pixels
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_auto_style_is_a_builtin_chosen_reproducibly_and_reported(effnet):
+    image = artwork(96)
+    first = cloak_image(image, options(style="auto", steps=2), encoders=effnet)
+    second = cloak_image(image, options(style="auto", steps=2), encoders=effnet)
+    assert first.report["target"] in STYLIZERS
+    assert first.report["target"] == second.report["target"]
+    # passing the reported target back gives the same cloak (what the daemon does per folder)
+    again = cloak_image(image, options(style=first.report["target"], steps=2), encoders=effnet)
+    assert np.array_equal(again.pixels, first.pixels)
+
+
+def test_text_target_through_the_clip_text_tower():
+    encoders = load_encoders([TINY_CLIP], CPU)
+    result = cloak_image(artwork(64), options(style="a pixel art sprite", steps=6), encoders=encoders)
+    assert result.report["target_kind"] == "text"
+    assert result.report["encoders"][0]["loss_after"] < result.report["encoders"][0]["loss_before"]
+
+
+def test_text_target_for_an_encoder_without_text_is_a_clear_error(effnet):
+    with pytest.raises(EncoderError, match="cannot embed text"):
+        cloak_image(artwork(64), options(style="a cubist painting"), encoders=effnet)
+
+
+def test_folder_of_reference_images_is_a_target(tmp_path, effnet):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for i, stylize in enumerate(STYLIZERS.values()):
+        x = torch.from_numpy(as_array(artwork(64))).permute(2, 0, 1)[None]
+        styled = (stylize(x)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        from PIL import Image
+
+        Image.fromarray(styled).save(refs / f"ref{i}.png")
+    result = cloak_image(artwork(64), options(style=str(refs), steps=6), encoders=effnet)
+    assert result.report["target_kind"] == "folder"
+    assert result.report["encoders"][0]["shift"] > 0
+
+
+def test_ensemble_reports_every_member(effnet):
+    encoders = effnet + load_encoders([TINY_CLIP], CPU)
+    result = cloak_image(artwork(64), options(steps=3), encoders=encoders)
+    assert [e["encoder"] for e in result.report["encoders"]] == ["effnet-lite:0", TINY_CLIP]
+
+
+def test_greyscale_sources_get_a_grey_cloak(effnet):
+    grey = artwork(64).convert("L").convert("RGB")
+    result = cloak_image(grey, options(steps=4), encoders=effnet, greyscale=True)
+    assert np.array_equal(result.pixels[..., 0], result.pixels[..., 1])
+    assert np.array_equal(result.pixels[..., 1], result.pixels[..., 2])
+
+
+def test_full_resolution_in_and_out_above_the_working_size(effnet):
+    image = artwork(96).resize((700, 600))
+    result = cloak_image(image, options(quality="fast", steps=2), encoders=effnet)
+    assert result.pixels.shape == (600, 700, 3)
+    assert result.report["working_size"] == [439, 512]
+    assert result.report["max_change"] <= 8 + 1e-3
+
+
+def test_bands_join_seamlessly_when_the_perturbation_is_upsampled():
+    pixels = np.full((1300, 90, 3), 0.5, dtype=np.float32)
+    delta = torch.linspace(-0.02, 0.02, 200)[None, None, :, None].expand(1, 3, 200, 14).contiguous()
+    out = apply_full_resolution(pixels, delta, bit_depth=16)
+    direct = torch.nn.functional.interpolate(delta, size=(1300, 90), mode="bilinear", align_corners=False)
+    expected = np.round((0.5 + direct[0].permute(1, 2, 0).numpy()) * 65535) / 65535
+    assert np.abs(out - expected).max() < 2e-4
+
+
+def test_should_stop_cancels_without_a_result(effnet):
+    with pytest.raises(Cancelled):
+        cloak_image(artwork(64), options(), encoders=effnet, should_stop=lambda: True)
+
+
+def test_progress_reaches_one(effnet):
+    seen = []
+    cloak_image(artwork(64), options(steps=3), encoders=effnet, progress=seen.append)
+    assert seen == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+def test_pixelart_stylizer_is_12x_blocks_of_3_bit_colour():
+    x = torch.rand(1, 3, 48, 60)
+    y = pixelart(x)
+    assert y.shape == x.shape
+    levels = torch.unique(torch.round(y * 7))
+    assert torch.allclose(y * 7, torch.round(y * 7), atol=1e-5) and len(levels) <= 8
+    blocks = y.unfold(2, 12, 12).unfold(3, 12, 12)  # 4×5 blocks of 12×12
+    assert torch.all(blocks.amax(dim=(-1, -2)) == blocks.amin(dim=(-1, -2)))
