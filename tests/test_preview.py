@@ -54,11 +54,11 @@ def panels_of(preview: Image.Image, size: tuple[int, int], count: int) -> list[n
 
 
 def test_three_panels_show_original_cloaked_and_where_it_changed():
-    original = gradient(300, 400)
+    original = gradient(240, 320)
     cloaked = right_half_changed(original)
     preview = render_preview(original, cloaked, ["PSNR 40.0 dB", "SSIM 0.990"])
-    size = panel_size(300, 400)
-    assert size == (400, 300)  # fits the panel limit: shown at its own size
+    size = panel_size(240, 320)
+    assert size == (320, 240)  # fits the panel limit: shown at its own size
     assert preview.width == GAP + 3 * (size[0] + GAP)
     first, second, change = panels_of(preview, size, 3)
     assert np.array_equal(first, np.round(original * 255))

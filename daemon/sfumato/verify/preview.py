@@ -20,7 +20,7 @@ from sfumato.engine.cloak import working_copy
 from sfumato.engine.encoders import Encoder
 from sfumato.fileops import atomic_write_bytes
 
-PANEL_SIDE = 512  # the longer side of each panel at most, so a preview stays a few hundred kB
+PANEL_SIDE = 384  # the longer side of each panel at most, so a preview stays about a megabyte
 MIN_SIDE = 256  # tiny images are enlarged (nearest neighbour: every pixel stays visible)
 GAP = 12
 CAPTION = 46  # two lines of caption above each panel

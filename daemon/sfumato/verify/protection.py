@@ -134,16 +134,18 @@ def encoder_protection(
 def strongest_builtin(
     encoders: Sequence[Encoder], original: torch.Tensor, cloaked: torch.Tensor
 ) -> tuple[CheckTarget, dict[str, float]]:
-    """The built-in style the cloak moved toward most (mean shift over the encoders, on the image
-    itself): what ``--style auto`` checks against, since a cloak file does not record its target."""
-    shifts, targets = {}, {}
+    """The built-in style the cloak moved toward most: the largest gain in cosine similarity to
+    the restyled original, cos(x′, t) − cos(x, t), averaged over the encoders, on the image
+    itself. What ``--style auto`` checks against, since a cloak file does not record its target.
+    (Not the projection shift: a large move off to the side projects onto every nearby style.)"""
+    gains, targets = {}, {}
     seen = [(embed(e, original), embed(e, cloaked)) for e in encoders]
     for name in STYLIZERS:
         targets[name] = builtin_target(name, original)
-        values = [
-            float(projection_shift(c, x, embed(e, targets[name].image))[0])
-            for e, (x, c) in zip(encoders, seen, strict=True)
-        ]
-        shifts[name] = round(sum(values) / len(values), 4)
-    best = max(sorted(shifts), key=lambda n: shifts[n])
-    return targets[best], shifts
+        values = []
+        for e, (x, c) in zip(encoders, seen, strict=True):
+            t = embed(e, targets[name].image)
+            values.append(float((c * t).sum() - (x * t).sum()))
+        gains[name] = round(sum(values) / len(values), 4)
+    best = max(sorted(gains), key=lambda n: gains[n])
+    return targets[best], gains

@@ -49,9 +49,9 @@ def check_images(
         target = poison_target(poison)
         report["poison"] = poison
     elif (style or "auto").strip().lower() == "auto":
-        target, shifts = strongest_builtin(encoders, x, c)
+        target, gains = strongest_builtin(encoders, x, c)
         report["target_chosen"] = "auto: the built-in style the cloak moved toward most"
-        report["auto_shifts"] = shifts
+        report["auto_cosine_gains"] = gains
     else:
         target = resolve_target(style, x)
     report["target"] = target.label
