@@ -279,3 +279,15 @@ def test_daemon_puts_an_incomplete_cloak_in_ready_under_its_marked_name(tmp_path
     assert Daemon(config, config_path=config_path).run(once=True) == 0
     assert files_under(folders["ready"]) == ["INCOMPLETE-art.png"]
     assert files_under(folders["originals"]) == ["art.png"]
+
+
+def test_check_a_poison_against_its_target_concept(tmp_path, capsys):
+    a = save(picture(48), tmp_path / "a.png")
+    b = save(np.clip(picture(48) + 2 / 255, 0, 1), tmp_path / "b.png")
+    args = ["check", str(a), str(b), "--encoder", "effnet-lite:0", "--threads", "1", "--json"]
+    assert main([*args, "--poison", "vase:purse"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["target"], report["target_kind"], report["poison"]) == ("purse", "text", "vase:purse")
+    assert "shift" in report["encoders"][0] and report["encoders"][0]["label_after"]
+    assert main([*args, "--poison", "vase:auto"]) == 2
+    assert "needs the target concept" in capsys.readouterr().err
