@@ -30,6 +30,7 @@ from sfumato.options import (
     parse_intensity,
     parse_quality,
 )
+from sfumato.verify.settings import DEFAULT_CHECK
 
 APP_NAME = "sfumato"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -102,7 +103,7 @@ class CheckSettings(_Strict):
 
 
 # The check used where neither a folder nor [defaults.check] says otherwise.
-CHECK_DEFAULTS = {"enabled": True, "encoder": "effnet-lite:1", "threshold": 0.5}
+CHECK_DEFAULTS = DEFAULT_CHECK  # one default, shared with the quick check itself
 
 
 class PoisonSettings(_Strict):
