@@ -117,12 +117,8 @@ def test_style_and_poison_get_their_documented_shares_whatever_the_term_counts(n
     assert float(objective) == pytest.approx(1 - poison.POISON_SHARE)
 
 
-def target_margin(term: poison.ClassTargetTerm, image: torch.Tensor) -> float:
-    from sfumato.engine.views import ViewSampler
-
-    view = ViewSampler(image.shape[-2], image.shape[-1], seed=0).sample(mild=True)
-    with torch.no_grad():
-        return float(term.shift(image, [view])[0])
+def purse_rank(encoder, image: torch.Tensor) -> int:
+    return poison.targeted_success([encoder], image, "purse")["target_rank"][encoder.spec]
 
 
 def test_poison_term_gradient_moves_the_classifier_toward_the_target():
@@ -134,7 +130,8 @@ def test_poison_term_gradient_moves_the_classifier_toward_the_target():
     (term,) = poison.poison_terms([encoder], "ox", "purse")
     eps = budget_map(image, budget_for("high"))
     delta = search_perturbation(image, eps, [term], search_for("fast", 12), seed=0)
-    assert target_margin(term, (image + delta).clamp(0, 1)) > target_margin(term, image) + 0.1
+    before, after = purse_rank(encoder, image), purse_rank(encoder, (image + delta).clamp(0, 1))
+    assert after <= 5 < before
 
 
 def test_combined_cloak_moves_style_and_poison_in_one_search():

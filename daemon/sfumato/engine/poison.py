@@ -8,7 +8,10 @@ Scores handed to the optimiser are per view, to maximise, on the style term's 0-
 
 - classifiers (ImageNet heads): the margin of the target logit over the best other class, on
   logits averaged over the ensemble (averaged logits transfer best), divided by ``MARGIN_SCALE``
-  and capped at 1 so views that are already won stop pulling;
+  and capped at 1 so views that are already won stop pulling; plus, weighted by
+  ``FEATURE_WEIGHT``, the cosine of the pooled features with the target's row of the head (its
+  concept embedding): moving the features themselves transfers to unseen models better than the
+  logits alone; the sum is divided by ``1 + FEATURE_WEIGHT``;
 - text towers (CLIP): the zero-shot probability of the target against the source concept.
 """
 
@@ -40,7 +43,8 @@ COMMON_CONCEPTS: tuple[str, ...] = (
     "umbrella", "guitar", "piano", "book", "computer", "phone", "toaster", "skull", "robot",
 )  # fmt: skip
 FARTHEST_POOL = 8  # an auto target is drawn from this many concepts farthest from the source
-MARGIN_SCALE = 10.0  # logits: a margin this large counts as fully poisoned (score 1)
+MARGIN_SCALE = 30.0  # logits: a margin this large counts as fully poisoned (score 1)
+FEATURE_WEIGHT = 3.0  # weight of the feature-to-class-row cosine beside the capped margin
 TEXT_LOGIT_SCALE = 100.0  # CLIP's own temperature for zero-shot probabilities
 TOP_K = 5  # targeted success: the target is among the top-5 predictions
 
@@ -187,18 +191,22 @@ class ClassTargetTerm:
         self.target = target
         self.index = index[target.lower()]
         self.encoder = self.encoders[0]
-
-    def logits(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-        """Per-view logits averaged over the member classifiers (V×1000)."""
-        return torch.stack([e.logits(_batch(e, cloaked, views)).float() for e in self.encoders]).mean(0)
+        self.rows = [F.normalize(e.embed_concepts([target])[0].float(), dim=0) for e in self.encoders]
 
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-        logits = self.logits(cloaked, views)
-        target = logits[:, self.index]
-        others = logits.clone()
+        logits, alignment = [], []
+        for enc, row in zip(self.encoders, self.rows, strict=True):
+            features = enc.embed(_batch(enc, cloaked, views))
+            logits.append(enc.model._fc(features).float())  # the head, on features computed once
+            alignment.append(F.normalize(features.float(), dim=-1) @ row)
+        mean = torch.stack(logits).mean(0)
+        others = mean.clone()
         others[:, self.index] = float("-inf")
-        margin = target - others.max(-1).values
-        return margin.clamp(max=MARGIN_SCALE) / MARGIN_SCALE
+        margin = mean[:, self.index] - others.max(-1).values
+        score = margin.clamp(max=MARGIN_SCALE) / MARGIN_SCALE + FEATURE_WEIGHT * torch.stack(alignment).mean(
+            0
+        )
+        return score / (1 + FEATURE_WEIGHT)
 
 
 class TextTargetTerm:
