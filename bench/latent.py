@@ -16,7 +16,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -104,7 +103,7 @@ def time_ensemble(args: argparse.Namespace) -> None:
     from sfumato.engine.levels import search_for
     from sfumato.options import CloakOptions
 
-    image = np.asarray(four_megapixels())
+    image = four_megapixels()
     full_steps = search_for(args.quality).steps
     steps = args.steps or full_steps
     rows, totals = [], []
