@@ -239,3 +239,13 @@ def test_ledger_poison_targets_survive_reopening(tmp_path):
     assert ledger.set_poison_target("ox", "umbrella") == "purse"
     ledger.close()
     assert Ledger(tmp_path).poison_targets() == {"ox": "purse"}
+
+
+def test_config_style_none_needs_poison_enabled(tmp_path):
+    from daemonkit import folder_block, write_config
+    from sfumato.config import load_config
+    from sfumato.errors import ConfigError
+
+    path = write_config(tmp_path, folders=folder_block(tmp_path, extra='style = "none"\n'))
+    with pytest.raises(ConfigError, match='style "none" without \\[folders.poison\\] enabled'):
+        load_config(path)

@@ -233,6 +233,12 @@ class Config(BaseSettings):
                         f"folders[{index}].{role} is the outbox of folders[{other}]: results "
                         "would be cloaked again"
                     )
+        for index, folder in enumerate(self.folders):
+            if self.folder_style(folder).lower() == "none" and not folder.poison.enabled:
+                raise ValueError(
+                    f'folders[{index}] has style "none" without [folders.poison] enabled: '
+                    "its images would not change at all"
+                )
         return self
 
     def options_for(self, folder: FolderSettings, style: str | None = None) -> CloakOptions:
