@@ -115,12 +115,8 @@ def build_terms(
     views = fixed_views(image, seed)
     if request.kind == "builtin":
         target_image = STYLIZERS[request.value](image).clamp(0, 1)
-        terms = []
-        for enc in encoders:
-            if enc.spatial:
-                terms.append(StyleTerm(enc, original_image=image, target_image=target_image))
-            else:
-                terms.append(StyleTerm(enc, centroid(enc, image, views), centroid(enc, target_image, views)))
+        # Aligned views: each view of the cloak is measured against the same view of the target.
+        terms = [StyleTerm(e, original_image=image, target_image=target_image) for e in encoders]
         return balance_terms(terms, image, views[:2]), target_image
     spatial = [e.spec for e in encoders if e.spatial]
     if spatial:

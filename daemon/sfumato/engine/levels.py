@@ -27,7 +27,7 @@ class Budget:
 # name: (eps_max in 1/255, PSNR floor in dB)
 INTENSITIES: dict[str, tuple[float, float]] = {
     "low": (4.0, 40.0),
-    "default": (8.0, 35.5),
+    "default": (8.0, 35.0),
     "high": (12.0, 33.0),
     "max": (16.0, 30.0),
 }

@@ -29,6 +29,8 @@ def projection_shift(moved: torch.Tensor, origin: torch.Tensor, target: torch.Te
     return ((moved - origin) * d).sum(-1) / d.pow(2).sum(-1).clamp_min(1e-12)
 
 
+MAP_WEIGHT = 0.5  # share of the mid-level map in an aligned pooled term (measured: 0.5 > 0)
+
 SPATIAL_WINDOW = 256  # largest side, in output pixels, that a spatial encoder looks at per view
 SPATIAL_SCALES = (0.75, 1.25)  # around the working image's own scale
 
@@ -78,9 +80,9 @@ def embed_views(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) ->
 class StyleTerm:
     """One encoder's pull toward the target.
 
-    Pooled encoders compare against fixed centroids (``origin``/``target``: unit embeddings of the
-    original and of the target, averaged over views). Spatial encoders (latent autoencoders) need
-    the *same* crop of the target, so they embed the target image under each step's views.
+    With an image target (``original_image``/``target_image``: built-in styles) every view of the
+    cloak is compared with the same view of the original and the target. With a text or folder
+    target, pooled encoders compare against fixed unit embeddings (``origin``/``target``).
     """
 
     encoder: Encoder
@@ -106,11 +108,13 @@ class StyleTerm:
 
         A JPEG-compressed crop of the cloak is measured against the same compressed crop of the
         restyled image, not against a clean average; where the encoder exposes mid-level maps,
-        those are pulled toward the target's too (half the weight), which transfers best.
+        those are pulled toward the target's too (``MAP_WEIGHT``), which transfers best.
         """
 
         def batch(image: torch.Tensor) -> torch.Tensor:
-            return torch.cat([resize_antialiased(apply_view(v, image), self.encoder.input_size) for v in views])
+            return torch.cat(
+                [resize_antialiased(apply_view(v, image), self.encoder.input_size) for v in views]
+            )
 
         moved, moved_maps = self.encoder.embed_with_maps(batch(cloaked))
         with torch.no_grad():
@@ -121,7 +125,8 @@ class StyleTerm:
         if moved_maps is None:
             return shift
         map_origin, map_target = unit(ref_maps).chunk(2)
-        return 0.5 * shift + 0.5 * projection_shift(unit(moved_maps), map_origin, map_target)
+        map_shift = projection_shift(unit(moved_maps), map_origin, map_target)
+        return (1 - MAP_WEIGHT) * shift + MAP_WEIGHT * map_shift
 
     def _aligned_shift(self, cloaked: torch.Tensor, view: View) -> torch.Tensor:
         # Views differ in size, so latents are compared one view at a time; the original and its

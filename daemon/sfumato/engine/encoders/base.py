@@ -48,6 +48,14 @@ class Encoder(nn.Module):
         """Images in [0, 1] → embedding (B×D, or B×C×h×w for spatial encoders)."""
         return self.features(self.preprocess(images))
 
+    def embed_with_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The embedding plus a mid-level feature map (B×C×h×w), where the encoder exposes one.
+
+        Mid-level features carry texture and style and are shared across models far more than
+        final embeddings, so pulling them toward the target's transfers better.
+        """
+        return self.embed(images), None
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(images)
 

@@ -18,6 +18,7 @@ from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import imagenet_classnames
 from sfumato.errors import EncoderError, UnknownEncoderError
 
+MAP_BLOCK = 10  # of lite0's 16 blocks: stage 5 (14×14, 112 channels); scaled for deeper variants
 _VARIANTS = {"0": "Lite0", "1": "Lite1", "2": "Lite2"}
 
 
@@ -31,6 +32,18 @@ class EffNetLiteEncoder(Encoder):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.extract_features(pixels).mean(dim=(2, 3))
+
+    def embed_with_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        net = self.model
+        x = net._swish(net._bn0(net._conv_stem(self.preprocess(images))))
+        middle = MAP_BLOCK * len(net._blocks) // 16
+        maps = None
+        for index, block in enumerate(net._blocks):
+            x = block(x)
+            if index == middle:
+                maps = x
+        x = net._swish(net._bn1(net._conv_head(x)))
+        return x.mean(dim=(2, 3)), maps
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.model._fc(self.embed(images))
