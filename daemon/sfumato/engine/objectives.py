@@ -145,25 +145,31 @@ def centroid(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) -> to
     return emb / emb.norm()
 
 
-# Mean |d shift / d pixel| of the pooled encoders (ViT-B-32, EfficientNet-Lite) on the original
-# image: the pull the SSIM weight and step schedule of the search were tuned against.
+# Mean |d shift / d pixel| of EfficientNet-Lite and ViT-B-32 on the original image: the pull the
+# SSIM weight and step schedule were tuned against, used when no pooled encoder is in the ensemble.
 REFERENCE_PULL = 1e-4
 
 
 def balance_terms(terms: Sequence[StyleTerm], image: torch.Tensor, views: Sequence[View]) -> list[StyleTerm]:
-    """Weight each style term so that it pulls on the pixels as hard as a pooled encoder does.
+    """Weight each spatial term so that it pulls on the pixels as hard as the pooled ones do.
 
     The projection shift is scale-free in each embedding space, but not per pixel: TAEF2's latent
     moves ten to fifteen times less than EfficientNet's or ViT-B-32's features for the same change.
     Unweighted, the sign of an ensemble's summed gradient would follow the pooled encoders alone,
     and on its own the latent term would be outweighed by the SSIM term and barely move. The
-    weights are set once, on the original image; pooled encoders get weights near 1.
+    weights are set once, on the original image; pooled terms keep weight 1 (their pulls are
+    within a few times of each other, and the search is tuned on them).
     """
-    weighted = []
+    sizes = []
     for term in terms:
         x = image.detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(term.shift(x, views).mean(), x)
-        size = float(grad.abs().mean())
-        weight = REFERENCE_PULL / size if size > 0 else 1.0
-        weighted.append(replace(term, weight=term.weight * min(weight, 100.0)))
+        sizes.append(float(grad.abs().mean()))
+    pooled = [size for term, size in zip(terms, sizes, strict=True) if not term.encoder.spatial]
+    reference = sum(pooled) / len(pooled) if pooled else REFERENCE_PULL
+    weighted = []
+    for term, size in zip(terms, sizes, strict=True):
+        if term.encoder.spatial and size > 0:
+            term = replace(term, weight=term.weight * min(reference / size, 100.0))
+        weighted.append(term)
     return weighted
