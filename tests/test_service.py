@@ -117,9 +117,7 @@ def test_odd_paths_give_a_unit_that_systemd_accepts(tmp_path: Path, folder: str)
 def test_exec_start_follows_systemd_quoting(tmp_path: Path) -> None:
     unit = systemd.render_unit(["/opt/my apps/sfumato"], Path('/p/100% $HOME/a"b\\c.toml'))
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    assert exec_start == (
-        'ExecStart="/opt/my apps/sfumato" run --config "/p/100%% $$HOME/a\\"b\\\\c.toml"'
-    )
+    assert exec_start == ('ExecStart="/opt/my apps/sfumato" run --config "/p/100%% $$HOME/a\\"b\\\\c.toml"')
     # systemd takes the executable's path literally apart from specifiers, so `$` stays single.
     assert systemd.quote_word("/opt/$x/100%/sfumato", executable=True) == '"/opt/$x/100%%/sfumato"'
     assert systemd.quote_word("line\nbreak") == '"line\\x0abreak"'
@@ -268,9 +266,7 @@ def test_installing_for_another_platform_needs_dry_run(
     assert "--dry-run" in capsys.readouterr().err
 
 
-def test_status_reports_the_daemon_status_line(
-    home: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status_reports_the_daemon_status_line(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     answers = {"is-active": (0, "active\n", ""), "StatusText": (0, "cloaking cat.png\n", "")}
     assert command.service_status("linux", runner=FakeSystem(answers)) == 0
     assert capsys.readouterr().out == "sfumato is running: cloaking cat.png\n"
@@ -289,9 +285,7 @@ def test_launchd_status_reads_the_state(home: Path) -> None:
     assert launchd.status(FakeSystem({"print": (113, "", "")}), Path("/l.log"))[0] is False
 
 
-def test_the_service_starts_the_sfumato_being_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_service_starts_the_sfumato_being_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = tmp_path / "bin dir" / "sfumato"
     script.parent.mkdir()
     script.write_text("#!/bin/sh\n")

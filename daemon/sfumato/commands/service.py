@@ -48,9 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             default=current_platform(),
             help="service manager to target (default: this machine's)",
         )
-    install.set_defaults(
-        func=lambda args: install_service(args.platform, args.config, args.dry_run)
-    )
+    install.set_defaults(func=lambda args: install_service(args.platform, args.config, args.dry_run))
     uninstall.set_defaults(func=lambda args: uninstall_service(args.platform, args.dry_run))
     status.set_defaults(func=lambda args: service_status(args.platform))
 
@@ -142,9 +140,7 @@ def uninstall_service(
     return 0
 
 
-def service_status(
-    platform: Platform | None, runner: Runner = run_command, out: TextIO | None = None
-) -> int:
+def service_status(platform: Platform | None, runner: Runner = run_command, out: TextIO | None = None) -> int:
     """Print whether the service runs; exit status 0 if it does, 3 if not."""
     out = out or sys.stdout
     platform = _check_platform(platform, dry_run=False)

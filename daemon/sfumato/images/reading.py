@@ -152,9 +152,7 @@ def _key_alpha(colour: np.ndarray, key: object, maximum: int) -> np.ndarray | No
     return np.where(transparent, 0, maximum).astype(colour.dtype)
 
 
-def _samples(
-    img: Image.Image, wide: str | None, reopen: Callable
-) -> tuple[np.ndarray, int, bool] | None:
+def _samples(img: Image.Image, wide: str | None, reopen: Callable) -> tuple[np.ndarray, int, bool] | None:
     """Stored samples (H×W×C, C = colour channels + alpha) as uint8/uint16, bit depth, greyscale;
     None for a colour mode we do not handle."""
     mode = img.mode

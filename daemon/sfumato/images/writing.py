@@ -83,9 +83,7 @@ def encode_artwork(art: Artwork, rgb: np.ndarray, *, metadata: str = "strip") ->
         raise UsageError(f"metadata must be one of {choices}, not {metadata!r}")
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.shape != art.rgb.shape:
-        raise UsageError(
-            f"{art.path.name}: cloaked pixels are {rgb.shape}, expected {art.rgb.shape}"
-        )
+        raise UsageError(f"{art.path.name}: cloaked pixels are {rgb.shape}, expected {art.rgb.shape}")
     samples = _quantise(art, rgb)
     if art.format == "PNG":
         params = _png_params(art, metadata)

@@ -59,8 +59,7 @@ def exec_words(program: Sequence[str]) -> list[str]:
     if _UNSAFE_EXECUTABLE.search(argv[0]):
         if "=" in argv[0]:
             raise ServiceError(
-                f"systemd cannot start {argv[0]!r}: move sfumato to a path without quotes, "
-                "backslashes or '='"
+                f"systemd cannot start {argv[0]!r}: move sfumato to a path without quotes, backslashes or '='"
             )
         argv = [ENV, *argv]
     return [quote_word(argv[0], executable=True), *(quote_word(a) for a in argv[1:])]
@@ -123,9 +122,7 @@ def status(runner: Runner) -> tuple[bool, str]:
     result = runner((*SYSTEMCTL, "is-active", UNIT_NAME))
     state = result.stdout.strip()
     if not state:
-        raise ServiceError(
-            f"cannot reach the systemd user manager ({first_line(result)}); {NO_USER_MANAGER}"
-        )
+        raise ServiceError(f"cannot reach the systemd user manager ({first_line(result)}); {NO_USER_MANAGER}")
     if state == "active":
         shown = runner((*SYSTEMCTL, "show", "--property=StatusText", "--value", UNIT_NAME))
         detail = shown.stdout.strip() if shown.returncode == 0 else ""
