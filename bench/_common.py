@@ -24,6 +24,11 @@ def vangogh_images(limit: int | None = None) -> list[Path]:
     return files[:limit] if limit else files
 
 
+def spread(files: list[Path], stride: int = 5) -> list[Path]:
+    """Interleave the sorted files (0, 5, 10, ..., 1, 6, ...) so any prefix mixes every series."""
+    return [f for start in range(stride) for f in files[start::stride]]
+
+
 def jpeg(image: Image.Image, quality: int = 75) -> Image.Image:
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=quality)

@@ -16,7 +16,7 @@ import time
 
 from PIL import Image
 
-from _common import half_size, jpeg, print_table, to_array, vangogh_images
+from _common import half_size, jpeg, print_table, spread, to_array, vangogh_images
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         threads=args.threads,
     )
     rows, shifts, psnrs, secs = [], {"cloak": [], "jpeg75": [], "half": []}, [], []
-    for path in vangogh_images(args.limit):
+    for path in spread(vangogh_images())[: args.limit]:
         original = Image.open(path).convert("RGB")
         started = time.perf_counter()
         result = cloak_image(original, options, encoders=surrogates)
