@@ -57,7 +57,9 @@ class CloakResult:
 
 def to_array(image: Image.Image | np.ndarray) -> np.ndarray:
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        array = np.asarray(image.convert("RGB"), dtype=np.float32)
+        array /= 255.0  # in place: a 24-megapixel image is 288 MB as float32
+        return array
     array = np.asarray(image, dtype=np.float32)
     if array.ndim != 3 or array.shape[2] != 3:
         raise UsageError(f"expected an H×W×3 image array, got shape {array.shape}")
@@ -71,14 +73,24 @@ def load_encoders(specs: Sequence[str], device: torch.device) -> list[Encoder]:
 
 
 def working_copy(pixels: np.ndarray, side: int, device: torch.device) -> torch.Tensor:
-    """The image at most ``side`` pixels on its longer edge, as a 1×3×h×w tensor."""
+    """The image at most ``side`` pixels on its longer edge, as a 1×3×h×w tensor.
+
+    Large images are first box-averaged band by band by a whole factor, so no full-resolution
+    tensor (or resampling buffer) is ever made; the antialiased resize then works on a small one.
+    """
     h, w = pixels.shape[:2]
-    full = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None]
     scale = min(1.0, side / max(h, w))
     if scale == 1.0:
-        return full.to(device)
+        return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].to(device)
+    factor = max(1, int(1 / scale))
+    rows = BAND // factor * factor or factor
+    bands = []
+    for top in range(0, h, rows):
+        band = torch.from_numpy(np.ascontiguousarray(pixels[top : top + rows])).permute(2, 0, 1)[None]
+        bands.append(F.avg_pool2d(band, factor, ceil_mode=True) if factor > 1 else band)
+    reduced = torch.cat(bands, dim=2)
     size = (max(8, round(h * scale)), max(8, round(w * scale)))
-    return resize_antialiased(full, size).clamp(0, 1).to(device)
+    return resize_antialiased(reduced, size).clamp(0, 1).to(device)
 
 
 def fixed_views(image: torch.Tensor, seed: int, count: int = CENTROID_VIEWS) -> list[View]:

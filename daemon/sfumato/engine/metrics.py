@@ -43,5 +43,9 @@ def ssim_score(original: np.ndarray, changed: np.ndarray) -> float:
 
 
 def max_change(original: np.ndarray, changed: np.ndarray) -> float:
-    """Largest change of one channel of one pixel, in 1/255 units."""
-    return float(np.abs(original.astype(np.float32) - changed.astype(np.float32)).max() * 255)
+    """Largest change of one channel of one pixel, in 1/255 units (band by band: no full-size copy)."""
+    largest = 0.0
+    for top in range(0, original.shape[0], BAND):
+        band = np.abs(original[top : top + BAND] - changed[top : top + BAND])
+        largest = max(largest, float(band.max(initial=0.0)))
+    return largest * 255
