@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -104,3 +106,14 @@ def test_bad_usage_exits_2_and_writes_nothing(tmp_path, args):
     artwork(32).save(src)
     assert exit_status(["cloak", str(src), "-o", str(tmp_path / "out"), *args]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    src = tmp_path / "a.png"
+    artwork(32).save(src)
+    old = os.umask(0o022)
+    try:
+        assert cloak(str(src), "-o", str(tmp_path / "out")) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out" / "a.png").stat().st_mode) == 0o644

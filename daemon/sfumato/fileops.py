@@ -29,12 +29,23 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a hidden temp name in the same folder, fsync, then rename over ``path``."""
+    """Write to a hidden temp name in the same folder, fsync, then rename over ``path``.
+
+    The file gets the permissions an ordinary new file would (mkstemp's are owner-only), so a
+    cloaked copy can be shared or uploaded like any other picture.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".sfumato-tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
