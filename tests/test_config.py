@@ -108,6 +108,54 @@ def test_paths_accept_tilde_and_are_relative_to_the_config_file(tmp_path, home):
     assert folder.failed == Path("/srv/failed")
 
 
+def test_relative_paths_do_not_depend_on_the_working_directory(tmp_path, home, monkeypatch):
+    """The service runs with any working directory: folders, state, poison anchors, reference
+    folders and encoder weights named relative to the config file stay next to it."""
+    conf = tmp_path / "conf"
+    for name in ("refs", "pixelart", "models"):
+        (conf / name).mkdir(parents=True)
+    (conf / "sfumato.toml").write_text(
+        '[daemon]\nstate_dir = "state"\n[defaults]\nstyle = "refs"\n'
+        'encoders = ["tae:flux2@models", "openclip:ViT-B-32@weights/model.pt", "effnet-lite:0", '
+        '"openclip:ViT-B-32@~/model.pt", "tae:flux2@/srv/taef2"]\n'
+        '[defaults.check]\nencoder = "openclip:ViT-B-32@weights/check.pt"\n'
+        '[[folders]]\noutbox = "in"\nready = "ready"\noriginals = "originals"\nfailed = "failed"\n'
+        'style = "styles/ink"\n[folders.poison]\nenabled = true\nanchors = "handbags"\n'
+        '[[folders]]\noutbox = "in2"\nready = "ready2"\noriginals = "originals2"\nfailed = "failed2"\n'
+        'style = "pixelart"\n[[folders]]\noutbox = "in3"\nready = "ready3"\noriginals = "o3"\n'
+        'failed = "f3"\nstyle = "ink wash"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "refs").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("conf/sfumato.toml"))  # a relative --config, too
+    monkeypatch.chdir(elsewhere)
+    first, second, third = config.folders
+    assert (first.outbox, first.ready, first.failed) == (conf / "in", conf / "ready", conf / "failed")
+    assert config.daemon.state_dir == conf / "state"
+    options = config.options_for(first)
+    assert options.extra["poison_anchors"] == conf / "handbags"
+    assert options.encoders == (
+        f"tae:flux2@{conf / 'models'}",
+        f"openclip:ViT-B-32@{conf / 'weights/model.pt'}",
+        "effnet-lite:0",
+        f"openclip:ViT-B-32@{home / 'model.pt'}",
+        "tae:flux2@/srv/taef2",
+    )
+    assert options.extra["check"]["encoder"] == f"openclip:ViT-B-32@{conf / 'weights/check.pt'}"
+    assert options.style == str(conf / "styles/ink")  # looks like a path, even before it exists
+    assert config.defaults.style == str(conf / "refs")  # a folder next to the file, not in the cwd
+    assert config.options_for(second).style == "pixelart"  # a built-in style wins over a folder
+    assert config.options_for(third).style == "ink wash"  # text stays text
+
+
+def test_without_a_file_paths_stay_as_given(home, monkeypatch):
+    monkeypatch.setenv("SFUMATO_DEFAULTS__ENCODERS", '["tae:flux2@models"]')
+    monkeypatch.setenv("SFUMATO_DAEMON__STATE_DIR", "state")
+    config = load_config(None)
+    assert config.defaults.encoders == ["tae:flux2@models"] and config.daemon.state_dir == Path("state")
+
+
 def test_one_line_per_problem_naming_file_and_key(tmp_path):
     path = write_config(
         tmp_path,

@@ -12,7 +12,7 @@ from sfumato.engine.levels import budget_for
 from sfumato.engine.objectives import projection_shift, unit
 from sfumato.engine.stylizers import STYLIZERS, pixelart
 from sfumato.errors import Cancelled, EncoderError
-from sfumato.options import CloakOptions
+from sfumato.options import BUILTIN_STYLES, CloakOptions
 
 CPU = torch.device("cpu")
 
@@ -113,6 +113,10 @@ def test_text_target_through_the_clip_text_tower():
 def test_text_target_for_an_encoder_without_text_is_a_clear_error(effnet):
     with pytest.raises(EncoderError, match="cannot embed text"):
         cloak_image(artwork(64), options(style="a cubist painting"), encoders=effnet)
+
+
+def test_the_built_in_style_names_the_config_knows_are_the_engines():
+    assert tuple(STYLIZERS) == BUILTIN_STYLES
 
 
 def test_folder_of_reference_images_is_a_target(tmp_path, effnet):

