@@ -86,6 +86,17 @@ def _config_setup(path: Path, explicit: str | None, platform: Platform) -> list[
     ]
 
 
+def _apply(steps: list[Step], dry_run: bool, runner: Runner, out: TextIO | None, done: str) -> int:
+    """Print every step (``dry_run``), or carry them out and then say ``done``."""
+    out = out or sys.stdout
+    if dry_run:
+        show(steps, out)
+        return 0
+    carry_out(steps, runner, out)
+    print(done, file=out)
+    return 0
+
+
 def install_service(
     platform: Platform | None,
     config: str | None,
@@ -94,7 +105,6 @@ def install_service(
     out: TextIO | None = None,
 ) -> int:
     """Write the unit or plist and start it; with ``dry_run`` only print what that would do."""
-    out = out or sys.stdout
     platform = _check_platform(platform, dry_run)
     program = sfumato_program()
     config_path = absolute_config_path(config, platform)
@@ -106,12 +116,8 @@ def install_service(
         log_file = launchd_log_file()
         steps = launchd.install_steps(program, config_path, log_file, setup)
         logs = str(log_file)
-    if dry_run:
-        show(steps, out)
-        return 0
-    carry_out(steps, runner, out)
-    print(f"sfumato now runs in the background and starts at every login; logs: {logs}", file=out)
-    return 0
+    done = f"sfumato now runs in the background and starts at every login; logs: {logs}"
+    return _apply(steps, dry_run, runner, out, done)
 
 
 def uninstall_service(
@@ -121,23 +127,17 @@ def uninstall_service(
     out: TextIO | None = None,
 ) -> int:
     """Stop the service and remove its file; nothing to do if it is not installed."""
-    out = out or sys.stdout
-    platform = _check_platform(platform, dry_run)
-    if platform == "linux":
+    if _check_platform(platform, dry_run) == "linux":
         path: Path = systemd.unit_path()
         steps = systemd.uninstall_steps()
     else:
         path = launchd.plist_path()
         steps = launchd.uninstall_steps()
     if not path.exists():
-        print(f"sfumato is not installed as a service ({path} does not exist)", file=out)
+        print(f"sfumato is not installed as a service ({path} does not exist)", file=out or sys.stdout)
         return 0
-    if dry_run:
-        show(steps, out)
-        return 0
-    carry_out(steps, runner, out)
-    print("sfumato no longer runs as a service; your folders and config are untouched", file=out)
-    return 0
+    done = "sfumato no longer runs as a service; your folders and config are untouched"
+    return _apply(steps, dry_run, runner, out, done)
 
 
 def service_status(platform: Platform | None, runner: Runner = run_command, out: TextIO | None = None) -> int:

@@ -93,6 +93,19 @@ def decoded_pair(
     return out[0], out[1]
 
 
+def _word_lines(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """As many words per line as fit ``width`` (a word wider than that gets a line of its own)."""
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return [*lines, line]
+
+
 def _wrap(draw: ImageDraw.ImageDraw, parts: Sequence[str], font, width: int) -> list[str]:
     """Phrases joined by dots, broken between phrases, or between words of a phrase too long."""
     lines, line = [], ""
@@ -103,28 +116,14 @@ def _wrap(draw: ImageDraw.ImageDraw, parts: Sequence[str], font, width: int) -> 
             continue
         if line:
             lines.append(line)
-        line = ""
-        for word in part.split():
-            trial = f"{line} {word}".strip()
-            if line and draw.textlength(trial, font=font) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = trial
+        *full, line = _word_lines(draw, part, font, width)
+        lines += full
     return [*lines, line] if line else lines
 
 
 def _caption_lines(draw: ImageDraw.ImageDraw, caption: str, font, width: int) -> list[str]:
     """At most two lines that fit ``width``; words that do not fit are cut with an ellipsis."""
-    lines, line = [], ""
-    for word in caption.split():
-        trial = f"{line} {word}".strip()
-        if line and draw.textlength(trial, font=font) > width:
-            lines.append(line)
-            line = word
-        else:
-            line = trial
-    lines.append(line)
+    lines = _word_lines(draw, caption, font, width)
     if len(lines) > 2:
         lines = [lines[0], " ".join(lines[1:])]
     out = []
