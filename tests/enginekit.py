@@ -5,11 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image, ImageDraw
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VANGOGH = SHARED / "data" / "art" / "vangogh"
+TAEF2_DIR = SHARED / "models" / "taef2"
 TINY_CLIP = "openclip:sfumato-tiny/random"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread for a module that imports this fixture: on a shared two-core machine more
+    only make every pass wait for the others."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def artwork(size: int = 96) -> Image.Image:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from daemonkit import art, files_under, write_config
+from enginekit import TINY_CLIP as TINY
+from enginekit import VANGOGH, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from sfumato.cli import main
 from sfumato.config import load_config
 from sfumato.daemon import Daemon
@@ -29,18 +31,7 @@ from sfumato.verify.report import check_images
 from sfumato.verify.targets import builtin_target
 from sfumato.verify.transforms import TRANSFORMS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VAN_GOGH = SHARED / "data" / "art" / "vangogh" / "sunflowers-1888.png"
-TINY = "openclip:sfumato-tiny/random"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: on a shared two-core machine more only make every pass wait for the others."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+VAN_GOGH = VANGOGH / "sunflowers-1888.png"
 
 
 def picture(size: int = 64, seed: int = 0) -> np.ndarray:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
+from enginekit import TAEF2_DIR, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+from enginekit import TINY_CLIP as TINY
 from sfumato.cli import main
 from sfumato.engine.encoders import load_encoder
 from sfumato.verify.preview import (
@@ -22,18 +23,6 @@ from sfumato.verify.preview import (
     panel_size,
     render_preview,
 )
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-TAEF2_DIR = SHARED / "models" / "taef2"
-TINY = "openclip:sfumato-tiny/random"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def gradient(height: int, width: int) -> np.ndarray:
