@@ -1,20 +1,79 @@
-"""Shared bits of the benchmarks: the data, held-out evaluation transforms, table printing."""
+"""Shared bits of the benchmarks: the data, command line, cloak loop, held-out evaluation
+transforms and features, table printing. torch is imported only inside functions, after the
+environment below is set."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
+import statistics
 import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see sfumato/__init__.py
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "daemon"))
 SHARED = ROOT.parent / "shared"
 VANGOGH = SHARED / "data" / "art" / "vangogh"
+# The transfer benches optimise against two EfficientNet-Lite models and judge with a third.
+SURROGATES = ("effnet-lite:0", "effnet-lite:1")
+HELD_OUT = "effnet-lite:2"
+
+
+def bench_parser(doc: str, *, threads: int = 2, **extra: str) -> argparse.ArgumentParser:
+    """``--limit``, then ``extra`` text options (name=default), then the cloak's settings."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None)
+    for name, default in extra.items():
+        parser.add_argument(f"--{name}", default=default)
+    parser.add_argument("--intensity", default="default")
+    parser.add_argument("--quality", default="default")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=threads)
+    return parser
+
+
+def bench_options(args: argparse.Namespace, **fields: Any):
+    """The cloak options the command line asks for, with ``fields`` (style, encoders...) set."""
+    from sfumato.options import CloakOptions
+
+    chosen = dict(intensity=args.intensity, quality=args.quality, steps=args.steps, threads=args.threads)
+    return CloakOptions(**{**chosen, **fields})
+
+
+def transfer_encoders(threads: int) -> tuple[list, Any]:
+    """The surrogate ensemble and the held-out encoder, on the CPU with ``threads`` threads."""
+    import torch
+
+    from sfumato.engine.cloak import load_encoders
+
+    torch.set_num_threads(threads)
+    surrogates = load_encoders(list(SURROGATES), torch.device("cpu"))
+    (held_out,) = load_encoders([HELD_OUT], torch.device("cpu"))
+    return surrogates, held_out
+
+
+def cloak_each(
+    paths: Iterable[Path], options, encoders: Sequence
+) -> Iterator[tuple[Path, Image.Image, Any, float]]:
+    """Each image opened and cloaked: its path, the original, the result and the seconds it took."""
+    from sfumato.engine.cloak import cloak_image
+
+    for path in paths:
+        original = Image.open(path).convert("RGB")
+        started = time.perf_counter()
+        result = cloak_image(original, options, encoders=encoders)
+        yield path, original, result, time.perf_counter() - started
 
 
 def vangogh_images(limit: int | None = None) -> list[Path]:
@@ -43,9 +102,36 @@ def to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(to_array(image)).permute(2, 0, 1)[None]
+
+
+def features(encoder, image: Image.Image | torch.Tensor) -> torch.Tensor:
+    """The encoder's unit pooled features of an image (a picture, or a 1×3×H×W batch)."""
+    import torch
+
+    from sfumato.engine.objectives import unit
+
+    x = as_tensor(image) if isinstance(image, Image.Image) else image
+    with torch.no_grad():
+        return unit(encoder.embed(x))
+
+
+def mean(values: Iterable[float], digits: int) -> str:
+    return f"{statistics.mean(values):.{digits}f}"
+
+
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     """A Markdown table, ready to paste into README."""
     print("| " + " | ".join(headers) + " |")
     print("|" + "|".join("---" for _ in headers) + "|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def print_summary(headers: list[str], row: list[str]) -> None:
+    """A blank line after the per-image lines, then the one-row table of means."""
+    print()
+    print_table(headers, [row])

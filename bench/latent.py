@@ -12,57 +12,47 @@ pixelart version of the original, on the cloak and after JPEG 75, with PSNR, SSI
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from _common import SHARED, jpeg, print_table, to_array, vangogh_images
+from _common import (
+    SHARED,
+    as_tensor,
+    bench_options,
+    bench_parser,
+    cloak_each,
+    features,
+    jpeg,
+    mean,
+    print_summary,
+    print_table,
+    vangogh_images,
+)
 
 TAEF2 = f"tae:flux2@{SHARED / 'models' / 'taef2'}"
 # The default ensemble with random ViT-B-32 weights: the same cost, no download.
 ENSEMBLE = ("openclip:ViT-B-32/random", "effnet-lite:0")
 
 
-def as_tensor(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(to_array(image)).permute(2, 0, 1)[None]
-
-
 def efficacy(args: argparse.Namespace) -> None:
-    from sfumato.engine.cloak import cloak_image, load_encoders
-    from sfumato.engine.objectives import projection_shift, unit
+    from sfumato.engine.cloak import load_encoders
+    from sfumato.engine.objectives import projection_shift
     from sfumato.engine.stylizers import pixelart
-    from sfumato.options import CloakOptions
 
     (tae,) = load_encoders([TAEF2], torch.device("cpu"))
-
-    def latent(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return unit(tae.embed(x))
-
-    options = CloakOptions(
-        style="pixelart",
-        intensity=args.intensity,
-        quality=args.quality,
-        steps=args.steps,
-        encoders=(TAEF2,),
-        threads=args.threads,
-        device="cpu",
-    )
+    options = bench_options(args, style="pixelart", encoders=(TAEF2,), device="cpu")
     keys = ("cloak", "jpeg75")
     shifts: dict[str, list[float]] = {k: [] for k in keys}
     psnrs, ssims, secs = [], [], []
-    for path in vangogh_images(args.limit):
-        original = Image.open(path).convert("RGB")
-        started = time.perf_counter()
-        result = cloak_image(original, options, encoders=[tae])
-        secs.append(time.perf_counter() - started)
+    for path, original, result, seconds in cloak_each(vangogh_images(args.limit), options, [tae]):
+        secs.append(seconds)
         x = as_tensor(original)
-        zx, zt = latent(x), latent(pixelart(x))
+        zx, zt = features(tae, x), features(tae, pixelart(x))
         for key, view in zip(keys, (result.image, jpeg(result.image)), strict=True):
-            shifts[key].append(float(projection_shift(latent(as_tensor(view)), zx, zt)[0]))
+            shifts[key].append(float(projection_shift(features(tae, view), zx, zt)[0]))
         psnrs.append(result.report["psnr"])
         ssims.append(result.report["ssim"])
         if args.save:
@@ -76,18 +66,9 @@ def efficacy(args: argparse.Namespace) -> None:
             f"{secs[-1]:.1f}s",
             flush=True,
         )
-    print()
-    print_table(
+    print_summary(
         ["images", "shift on cloak", "after JPEG 75", "mean PSNR (dB)", "mean SSIM", "s/image"],
-        [
-            [
-                str(len(psnrs)),
-                *(f"{statistics.mean(shifts[k]):.3f}" for k in keys),
-                f"{statistics.mean(psnrs):.2f}",
-                f"{statistics.mean(ssims):.4f}",
-                f"{statistics.mean(secs):.1f}",
-            ]
-        ],
+        [str(len(psnrs)), *(mean(shifts[k], 3) for k in keys), mean(psnrs, 2), mean(ssims, 4), mean(secs, 1)],
     )
 
 
@@ -101,7 +82,6 @@ def time_ensemble(args: argparse.Namespace) -> None:
     fixed part and the search steps, extrapolated to the full step count of ``--quality``."""
     from sfumato.engine.cloak import cloak_image, load_encoders
     from sfumato.engine.levels import search_for
-    from sfumato.options import CloakOptions
 
     image = four_megapixels()
     full_steps = search_for(args.quality).steps
@@ -109,15 +89,7 @@ def time_ensemble(args: argparse.Namespace) -> None:
     rows, totals = [], []
     for specs in (ENSEMBLE, (*ENSEMBLE, TAEF2)):
         encoders = load_encoders(specs, torch.device("cpu"))
-        options = CloakOptions(
-            style="pixelart",
-            intensity=args.intensity,
-            quality=args.quality,
-            steps=steps,
-            encoders=specs,
-            threads=args.threads,
-            device="cpu",
-        )
+        options = bench_options(args, style="pixelart", steps=steps, encoders=specs, device="cpu")
         ticks: list[float] = []
         started = time.process_time()
         result = cloak_image(
@@ -150,12 +122,7 @@ def time_ensemble(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--intensity", default="default")
-    parser.add_argument("--quality", default="default")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--time-ensemble", action="store_true")
     args = parser.parse_args()

@@ -11,15 +11,25 @@ PNG; plus mean PSNR.
 
 from __future__ import annotations
 
-import argparse
 import io
 import statistics
-import time
 
 import torch
 from PIL import Image, ImageFilter
 
-from _common import half_size, jpeg, print_table, to_array, vangogh_images
+from _common import (
+    SURROGATES,
+    as_tensor,
+    bench_options,
+    bench_parser,
+    cloak_each,
+    half_size,
+    jpeg,
+    mean,
+    print_summary,
+    transfer_encoders,
+    vangogh_images,
+)
 
 
 def blur(image: Image.Image) -> Image.Image:
@@ -44,45 +54,22 @@ TRANSFORMS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--target", default="purse")
-    parser.add_argument("--intensity", default="default")
-    parser.add_argument("--quality", default="default")
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = bench_parser(__doc__, target="purse").parse_args()
 
-    from sfumato.engine.cloak import cloak_image, load_encoders
     from sfumato.engine.poison import TOP_K
-    from sfumato.options import CloakOptions
 
-    torch.set_num_threads(args.threads)
-    surrogates = load_encoders(["effnet-lite:0", "effnet-lite:1"], torch.device("cpu"))
-    (held_out,) = load_encoders(["effnet-lite:2"], torch.device("cpu"))
+    surrogates, held_out = transfer_encoders(args.threads)
     target = [n.lower() for n in held_out.concept_vocabulary()].index(args.target.lower())
 
     def hit(image: Image.Image) -> bool:
-        x = torch.from_numpy(to_array(image)).permute(2, 0, 1)[None]
         with torch.no_grad():
-            return target in held_out.logits(x)[0].topk(TOP_K).indices.tolist()
+            return target in held_out.logits(as_tensor(image))[0].topk(TOP_K).indices.tolist()
 
-    options = CloakOptions(
-        style="none",
-        poison=f"auto:{args.target}",
-        intensity=args.intensity,
-        quality=args.quality,
-        steps=args.steps,
-        encoders=("effnet-lite:0", "effnet-lite:1"),
-        threads=args.threads,
-    )
+    options = bench_options(args, style="none", poison=f"auto:{args.target}", encoders=SURROGATES)
     hits: dict[str, list[bool]] = {name: [] for name in TRANSFORMS}
     before, surrogate, psnrs, secs = [], [], [], []
-    for path in vangogh_images(args.limit):
-        original = Image.open(path).convert("RGB")
-        started = time.perf_counter()
-        result = cloak_image(original, options, encoders=surrogates)
-        secs.append(time.perf_counter() - started)
+    for path, original, result, seconds in cloak_each(vangogh_images(args.limit), options, surrogates):
+        secs.append(seconds)
         before.append(hit(original))
         for name, transform in TRANSFORMS.items():
             hits[name].append(hit(transform(result.image)))
@@ -94,8 +81,7 @@ def main() -> None:
     def share(values: list) -> str:
         return f"{100 * statistics.mean(values):.0f}%"
 
-    print()
-    print_table(
+    print_summary(
         [
             "images",
             "held-out before",
@@ -105,14 +91,12 @@ def main() -> None:
             "s/image",
         ],
         [
-            [
-                str(len(psnrs)),
-                share(before),
-                *(share(v) for v in hits.values()),
-                share(surrogate),
-                f"{statistics.mean(psnrs):.2f}",
-                f"{statistics.mean(secs):.0f}",
-            ]
+            str(len(psnrs)),
+            share(before),
+            *(share(v) for v in hits.values()),
+            share(surrogate),
+            mean(psnrs, 2),
+            mean(secs, 0),
         ],
     )
 
