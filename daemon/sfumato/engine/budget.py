@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
 from kornia.filters import box_blur, gaussian_blur2d
 
-from sfumato.engine.levels import Budget
+from sfumato.engine.levels import MAP_HEADROOM, Budget
 
 
 def texture_map(image: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -23,12 +23,15 @@ def texture_map(image: torch.Tensor, window: int = 7) -> torch.Tensor:
 
 
 def budget_map(image: torch.Tensor, budget: Budget) -> torch.Tensor:
-    """eps(p) = clamp(λ·texture, flat, eps_max), λ chosen so the map's RMS meets the PSNR floor."""
+    """eps(p) = clamp(λ·texture, flat, eps_max), λ chosen so the map's RMS is the floor's with headroom.
+
+    Flat colour never gets more than ``flat_fraction`` of the largest change, whatever the headroom.
+    """
     lo_eps = budget.eps_max * budget.flat_fraction
     if budget.eps_max <= 0:
         return torch.zeros_like(image[:, :1])
     texture = texture_map(image)
-    target = min(budget.rms, budget.eps_max)
+    target = min(budget.rms * MAP_HEADROOM, budget.eps_max)
 
     def rms(scale: float) -> float:
         eps = (scale * texture).clamp(lo_eps, budget.eps_max)

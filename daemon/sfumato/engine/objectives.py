@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +91,8 @@ class StyleTerm:
     original_image: torch.Tensor | None = None
     target_image: torch.Tensor | None = None
     weight: float = 1.0  # set by balance_terms, so no ensemble member drowns the others
+    # unit embeddings of the original and the target under each view seen so far (views recur)
+    _references: dict = field(default_factory=dict, repr=False, compare=False)
 
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
         """Weighted projection shift of ``cloaked`` under each view (one value per view)."""
@@ -111,31 +113,40 @@ class StyleTerm:
         those are pulled toward the target's too (``MAP_WEIGHT``), which transfers best.
         """
 
-        def batch(image: torch.Tensor) -> torch.Tensor:
-            return torch.cat(
-                [resize_antialiased(apply_view(v, image), self.encoder.input_size) for v in views]
-            )
+        def batch(image: torch.Tensor, some: Sequence[View]) -> torch.Tensor:
+            size = self.encoder.input_size
+            return torch.cat([resize_antialiased(apply_view(v, image), size) for v in some])
 
-        moved, moved_maps = self.encoder.embed_with_maps(batch(cloaked))
-        with torch.no_grad():
-            refs = torch.cat([batch(self.original_image), batch(self.target_image)])
-            ref_emb, ref_maps = self.encoder.embed_with_maps(refs)
-        origin, target = unit(ref_emb).chunk(2)
+        missing = [v for v in dict.fromkeys(views) if v not in self._references]
+        if missing:
+            with torch.no_grad():
+                refs = torch.cat([batch(self.original_image, missing), batch(self.target_image, missing)])
+                ref_emb, ref_maps = self.encoder.embed_with_maps(refs)
+            rows = [unit(ref_emb).chunk(2)]
+            if ref_maps is not None:
+                rows.append(unit(ref_maps).chunk(2))
+            for i, view in enumerate(missing):
+                self._references[view] = [(origin[i], target[i]) for origin, target in rows]
+        moved, moved_maps = self.encoder.embed_with_maps(batch(cloaked, views))
+        pairs = [self._references[v] for v in views]
+        origin, target = (torch.stack([p[0][k] for p in pairs]) for k in (0, 1))
         shift = projection_shift(unit(moved), origin, target)
         if moved_maps is None:
             return shift
-        map_origin, map_target = unit(ref_maps).chunk(2)
+        map_origin, map_target = (torch.stack([p[1][k] for p in pairs]) for k in (0, 1))
         map_shift = projection_shift(unit(moved_maps), map_origin, map_target)
         return (1 - MAP_WEIGHT) * shift + MAP_WEIGHT * map_shift
 
     def _aligned_shift(self, cloaked: torch.Tensor, view: View) -> torch.Tensor:
         # Views differ in size, so latents are compared one view at a time; the original and its
-        # target share one batched, gradient-free pass (about a third of the encoder's work).
-        view = spatial_view(view)
-        moved = unit(self.encoder.embed(apply_view(view, cloaked)))
-        with torch.no_grad():
-            references = torch.cat([self.original_image, self.target_image])
-            origin, target = unit(self.encoder.embed(apply_view(view, references))).split(1)
+        # target share one batched, gradient-free pass, kept for when the view recurs.
+        window = spatial_view(view)
+        if view not in self._references:
+            with torch.no_grad():
+                references = torch.cat([self.original_image, self.target_image])
+                self._references[view] = unit(self.encoder.embed(apply_view(window, references))).split(1)
+        origin, target = self._references[view]
+        moved = unit(self.encoder.embed(apply_view(window, cloaked)))
         return projection_shift(moved, origin, target)
 
 
@@ -160,6 +171,8 @@ def balance_terms(terms: Sequence[StyleTerm], image: torch.Tensor, views: Sequen
     weights are set once, on the original image; pooled terms keep weight 1 (their pulls are
     within a few times of each other, and the search is tuned on them).
     """
+    if not any(term.encoder.spatial for term in terms):
+        return list(terms)  # pooled terms keep weight 1: nothing to measure
     sizes = []
     for term in terms:
         x = image.detach().clone().requires_grad_(True)

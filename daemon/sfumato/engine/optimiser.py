@@ -18,7 +18,7 @@ from kornia.metrics import ssim
 from sfumato.engine.devices import autocast
 from sfumato.engine.levels import Search
 from sfumato.engine.objectives import StyleTerm
-from sfumato.engine.views import ViewSampler
+from sfumato.engine.views import ViewPool
 from sfumato.errors import Cancelled
 
 MOMENTUM = 0.9
@@ -41,19 +41,24 @@ def search_perturbation(
     search: Search,
     *,
     seed: int,
+    rms: float | None = None,
     greyscale: bool = False,
     progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> torch.Tensor:
-    """Return δ (same shape as ``image``) with |δ| ≤ eps per pixel and image + δ in [0, 1]."""
+    """Return δ (same shape as ``image``) with |δ| ≤ eps per pixel and image + δ in [0, 1].
+
+    ``rms``: after every step δ is scaled back onto this root-mean-square change (the PSNR
+    floor), so a budget map with headroom lets the search spend the whole floor where it helps.
+    """
     device = image.device
-    sampler = ViewSampler(image.shape[-2], image.shape[-1], seed=seed)
+    pool = ViewPool(image.shape[-2], image.shape[-1], seed=seed, steps=search.steps, per_step=search.views)
     delta = torch.zeros_like(image)
     momentum = torch.zeros_like(image)
     for step in range(search.steps):
         if should_stop is not None and should_stop():
             raise Cancelled("stopped on request")
-        views = [sampler.sample(mild=(i == 0 and step % 2 == 0)) for i in range(search.views)]
+        views = pool.views(step)
         delta.requires_grad_(True)
         cloaked = (image + delta).clamp(0, 1)
         with autocast(device):
@@ -71,6 +76,8 @@ def search_perturbation(
             delta = delta.detach() - step_fraction(step, search.steps) * eps * momentum.sign()
             delta = torch.maximum(torch.minimum(delta, eps), -eps)
             delta = (image + delta).clamp(0, 1) - image
+            if rms is not None:
+                delta = delta * min(1.0, rms / float(delta.pow(2).mean().sqrt().clamp_min(1e-12)))
         if progress is not None:
             progress((step + 1) / search.steps)
     return delta.detach()

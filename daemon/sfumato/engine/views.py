@@ -84,6 +84,39 @@ class ViewSampler:
         )
 
 
+class ViewPool:
+    """The views of a whole search, drawn from a pool in which each view recurs about ``reuse`` times.
+
+    Aligned objectives compare every view of the cloak with the same view of the original and
+    its target; those reference embeddings cost a gradient-free pass of their own (about a third
+    of an encoder's work per step). A view that recurs can reuse them, so a pool of a third as
+    many views saves most of that pass, and the steps still see fresh combinations of views.
+    Every other step opens with a mild view (the whole image, only resized), how the image is
+    usually seen.
+    """
+
+    def __init__(
+        self, height: int, width: int, *, seed: int, steps: int, per_step: int, reuse: int = 3
+    ) -> None:
+        sampler = ViewSampler(height, width, seed=seed)
+        mild_uses = (steps + 1) // 2
+        other_uses = steps * per_step - mild_uses
+        self.mild = [sampler.sample(mild=True) for _ in range(max(1, math.ceil(mild_uses / reuse)))]
+        self.other = [sampler.sample() for _ in range(max(per_step, math.ceil(other_uses / reuse)))]
+        self.per_step = per_step
+        self.rng = torch.Generator().manual_seed(seed + 1)
+
+    def _pick(self, pool: list[View], count: int) -> list[View]:
+        order = torch.randperm(len(pool), generator=self.rng)[:count]
+        return [pool[int(i)] for i in order]
+
+    def views(self, step: int) -> list[View]:
+        """The views of one step (distinct within the step)."""
+        if step % 2 == 0:
+            return self._pick(self.mild, 1) + self._pick(self.other, self.per_step - 1)
+        return self._pick(self.other, self.per_step)
+
+
 def apply_view(view: View, image: torch.Tensor) -> torch.Tensor:
     """Apply one view to a B×3×H×W batch in [0, 1]; differentiable throughout."""
     x = image[..., view.top : view.top + view.height, view.left : view.left + view.width]
