@@ -30,11 +30,15 @@ def _quantise(art: Artwork, rgb: np.ndarray) -> np.ndarray:
     """H×W×C samples in the source's depth: grey averaged back to one channel, alpha appended."""
     maximum = (1 << art.bit_depth) - 1
     dtype = np.uint16 if art.bit_depth == 16 else np.uint8
+    # One float copy, then everything in place: a 24-megapixel image is 288 MB per float copy.
     colour = np.nan_to_num(rgb, nan=0.0)  # a copy, so clipping in place spares the caller's array
     np.clip(colour, 0.0, 1.0, out=colour)
     if art.greyscale:
         colour = colour.mean(axis=2, keepdims=True)
-    samples = np.rint(colour * maximum).astype(dtype)
+    colour *= maximum
+    np.rint(colour, out=colour)
+    samples = colour.astype(dtype)
+    del colour
     if art.alpha is not None and art.format == "PNG":
         samples = np.concatenate([samples, art.alpha.astype(dtype)[..., None]], axis=2)
     return samples
