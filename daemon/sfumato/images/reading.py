@@ -208,7 +208,8 @@ def read_artwork(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork
         colour, alpha = samples[..., :-1], np.ascontiguousarray(samples[..., -1])
     elif "transparency" in info and source_mode != "P":
         alpha = _key_alpha(colour, info["transparency"], (1 << bit_depth) - 1)
-    rgb = colour.astype(np.float32) / np.float32((1 << bit_depth) - 1)
+    rgb = colour.astype(np.float32)
+    rgb /= np.float32((1 << bit_depth) - 1)  # in place: a 24-megapixel image is 288 MB per float copy
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
 

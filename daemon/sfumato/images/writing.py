@@ -24,23 +24,29 @@ JPEG_QUALITY = 95
 PNG_COMPRESS_LEVEL = 6  # zlib's default: most of level 9's gain at a fraction of its time
 # A JPEG marker holds 64 KiB; bigger EXIF/XMP/comments (rare) are dropped rather than failing.
 _JPEG_MARKER_ROOM = 65_000
+_BAND = 256  # rows quantised at a time
 
 
 def _quantise(art: Artwork, rgb: np.ndarray) -> np.ndarray:
-    """H×W×C samples in the source's depth: grey averaged back to one channel, alpha appended."""
+    """H×W×C samples in the source's depth: grey averaged back to one channel, alpha appended.
+
+    Band by band, so a 24-megapixel image needs no full-size float copy beside the caller's.
+    """
     maximum = (1 << art.bit_depth) - 1
     dtype = np.uint16 if art.bit_depth == 16 else np.uint8
-    # One float copy, then everything in place: a 24-megapixel image is 288 MB per float copy.
-    colour = np.nan_to_num(rgb, nan=0.0)  # a copy, so clipping in place spares the caller's array
-    np.clip(colour, 0.0, 1.0, out=colour)
-    if art.greyscale:
-        colour = colour.mean(axis=2, keepdims=True)
-    colour *= maximum
-    np.rint(colour, out=colour)
-    samples = colour.astype(dtype)
-    del colour
+    height, width = rgb.shape[:2]
+    channels = (1 if art.greyscale else 3) + (1 if art.alpha is not None and art.format == "PNG" else 0)
+    samples = np.empty((height, width, channels), dtype=dtype)
+    for top in range(0, height, _BAND):
+        colour = np.nan_to_num(rgb[top : top + _BAND], nan=0.0)  # a copy: the caller's array stays
+        np.clip(colour, 0.0, 1.0, out=colour)
+        if art.greyscale:
+            colour = colour.mean(axis=2, keepdims=True)
+        colour *= maximum
+        np.rint(colour, out=colour)
+        samples[top : top + _BAND, :, : colour.shape[2]] = colour
     if art.alpha is not None and art.format == "PNG":
-        samples = np.concatenate([samples, art.alpha.astype(dtype)[..., None]], axis=2)
+        samples[..., -1] = art.alpha
     return samples
 
 
