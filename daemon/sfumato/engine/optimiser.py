@@ -22,7 +22,7 @@ from sfumato.engine.views import ViewPool
 from sfumato.errors import Cancelled
 
 MOMENTUM = 0.9
-SSIM_WEIGHT = 2.0
+SSIM_WEIGHT = 0.5  # measured: transfer 0.5 > 2 at the same PSNR; flat colour is held by the budget map
 GRADIENT_SIGMA = 1.0
 STEP_START, STEP_END = 0.25, 0.04  # step size as a share of the local budget, cosine-annealed
 

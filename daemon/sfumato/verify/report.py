@@ -14,7 +14,7 @@ from sfumato.verify.protection import encoder_protection, strongest_builtin
 from sfumato.verify.targets import CheckTarget, resolve_target
 from sfumato.verify.transforms import TRANSFORMS
 
-CHECK_SIDE = 768  # as the default search: what encoders and scrapers look at anyway
+CHECK_SIDE = 768  # what encoders and scrapers look at anyway (a little above the default search size)
 
 
 def poison_target(poison: str) -> CheckTarget:
