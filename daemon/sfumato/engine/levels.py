@@ -60,7 +60,7 @@ class Search:
 
 
 QUALITIES: dict[str, Search] = {
-    "fast": Search(steps=20, views=2, work_side=512),
+    "fast": Search(steps=16, views=2, work_side=512),
     "default": Search(steps=60, views=3, work_side=640),
     "slow": Search(steps=160, views=4, work_side=1024),
 }
