@@ -2,8 +2,8 @@
 
 Intensity bounds the change of one channel of one pixel (``eps_max``, in 1/255 units) and sets a
 PSNR floor. The per-pixel budget map is scaled so its root-mean-square is ``MAP_HEADROOM`` times
-the RMS change the floor allows, and the search scales the change back onto that RMS after every
-step, and the written pixels are checked against the floor once more after rounding to the
+the RMS change the floor allows; the search scales the change back onto the floor's RMS after
+every step, and the written pixels are checked against the floor once more after rounding to the
 output's bit depth. The floor holds by construction, and the search may spend it where the
 objective gains most instead of where the map happens to allow it.
 """

@@ -46,6 +46,7 @@ def max_change(original: np.ndarray, changed: np.ndarray) -> float:
     """Largest change of one channel of one pixel, in 1/255 units (band by band: no full-size copy)."""
     largest = 0.0
     for top in range(0, original.shape[0], BAND):
-        band = np.abs(original[top : top + BAND] - changed[top : top + BAND])
+        a = original[top : top + BAND].astype(np.float32)  # band copies: integer samples cannot wrap
+        band = np.abs(a - changed[top : top + BAND].astype(np.float32))
         largest = max(largest, float(band.max(initial=0.0)))
     return largest * 255
