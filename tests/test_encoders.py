@@ -8,6 +8,7 @@ import torch
 from enginekit import TINY_CLIP
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.encoders import openclip as openclip_loader
+from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
 from sfumato.errors import EncoderError, UnknownEncoderError, UsageError
 
 
@@ -43,6 +44,36 @@ def test_tiny_clip_text_tower_embeds_free_text():
     text = encoder.embed_concepts(["a pixel art sprite", "a pencil sketch"])
     assert text.shape == (2, encoder.embed(torch.rand(1, 3, 64, 64)).shape[1])
     assert not torch.allclose(text[0], text[1])
+
+
+def test_text_tower_is_loaded_only_when_text_is_asked_for_and_from_the_same_weights(tmp_path):
+    """A built-in style never needs the text tower (ViT-B-32's is 0.25 GB); text gets the right one."""
+    import open_clip
+
+    checkpoint_model = open_clip.create_model("sfumato-tiny")
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(checkpoint_model.state_dict(), checkpoint)
+    encoder = load_encoder(f"openclip:sfumato-tiny@{checkpoint}")
+    assert encoder._text_model is None
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected_image = checkpoint_model.encode_image(encoder.preprocess(image))
+    assert torch.allclose(encoder.embed(image), expected_image, atol=1e-5)
+    assert encoder._text_model is None  # embedding images did not load it
+    text = encoder.embed_concepts(["a pencil sketch"])[0]
+    tokens = encoder.tokenizer([t.format("a pencil sketch") for t in CONCEPT_TEMPLATES])
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(checkpoint_model.encode_text(tokens), dim=-1).mean(0)
+    assert torch.allclose(text, expected, atol=1e-5)
+
+
+def test_random_weights_are_reproducible_so_a_later_text_tower_matches():
+    cpu = torch.device("cpu")
+    first, second = (openclip_loader.load("sfumato-tiny/random", cpu) for _ in range(2))  # no cache
+    assert first is not second
+    image = torch.rand(1, 3, 64, 64)
+    assert torch.equal(first.embed(image), second.embed(image))
+    assert torch.equal(first.embed_concepts(["a cow"]), second.embed_concepts(["a cow"]))
 
 
 def test_unknown_names_are_usage_errors_naming_the_spec():

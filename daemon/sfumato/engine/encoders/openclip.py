@@ -11,7 +11,7 @@ import contextlib
 import logging
 import socket
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -51,20 +51,36 @@ def parse_spec(rest: str) -> tuple[str, str | None, Path | None]:
 
 
 class OpenClipEncoder(Encoder):
+    """The image tower, always; the text tower only once a text or concept is asked for.
+
+    Most cloaks aim at a built-in style and never use text, and ViT-B-32's text tower is a quarter
+    of a gigabyte; so ``build`` (which makes the same model again, from the same weights) is kept
+    instead, and called the first time :meth:`embed_concepts` is.
+    """
+
     supports_text = True
 
-    def __init__(self, model, tokenizer) -> None:
+    def __init__(self, model, tokenizer, build: Callable[[], torch.nn.Module]) -> None:
         cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
         super().__init__(cfg.get("mean", OPENAI_DATASET_MEAN), cfg.get("std", OPENAI_DATASET_STD))
         size = model.visual.image_size
         self.input_size = tuple(size) if isinstance(size, list | tuple) else (size, size)
-        self.model = model
+        self.visual = model.visual
         self.tokenizer = tokenizer
+        self._build = build
+        self._text_model: torch.nn.Module | None = None
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixels)
+        return self.visual(pixels)  # what open_clip's encode_image does, without normalising
+
+    def _text(self) -> torch.nn.Module:
+        if self._text_model is None:
+            model = self._build()
+            model.visual = None  # the image tower is already here
+            self._text_model = model.to(self.mean.device).eval()
+        return self._text_model
 
     @torch.no_grad()
     def embed_concepts(self, names: Sequence[str]) -> torch.Tensor:
@@ -73,7 +89,7 @@ class OpenClipEncoder(Encoder):
         for name in names:
             prompts = [t.format(name) for t in CONCEPT_TEMPLATES]
             tokens = self.tokenizer(prompts).to(device)
-            text = self.model.encode_text(tokens)
+            text = self._text().encode_text(tokens)
             text = text / text.norm(dim=-1, keepdim=True)
             rows.append(text.mean(0))
         return torch.stack(rows)
@@ -110,7 +126,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _create(open_clip, name: str, pretrained: str | None, device: torch.device, *, download: bool):
-    """Use cached weights without touching the network; download (with a progress bar) only once."""
+    """Use cached weights without touching the network; download (with a progress bar) only once.
+
+    Random weights come from a fixed seed, so the text tower built later matches the image tower.
+    """
+    if pretrained is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return open_clip.create_model(name, pretrained=None, device=device)
     if not download:
         with _quiet_hub(offline=False):
             return open_clip.create_model(name, pretrained=pretrained, device=device)
@@ -164,4 +187,9 @@ def load(rest: str, device: torch.device) -> OpenClipEncoder:
             f"once so they are cached, or give a local checkpoint as openclip:{name}@FILE"
         ) from exc
     tokenizer = open_clip.get_tokenizer(name)
-    return OpenClipEncoder(model, tokenizer)
+
+    def build() -> torch.nn.Module:
+        # the weights are on disk (or seeded) by now: no download, no network
+        return _create(open_clip, name, pretrained, device, download=False)
+
+    return OpenClipEncoder(model, tokenizer, build)
