@@ -193,3 +193,32 @@ def test_pixelart_stylizer_is_12x_blocks_of_3_bit_colour():
     assert torch.allclose(y * 7, torch.round(y * 7), atol=1e-5) and len(levels) <= 8
     blocks = y.unfold(2, 12, 12).unfold(3, 12, 12)  # 4×5 blocks of 12×12
     assert torch.all(blocks.amax(dim=(-1, -2)) == blocks.amin(dim=(-1, -2)))
+
+
+class _LinearTerm:
+    """A term whose gradient is a fixed pixel pattern: shift = mean(pattern · image)."""
+
+    def __init__(self, pattern: torch.Tensor, spatial: bool) -> None:
+        self.pattern = pattern
+        self.encoder = type("FakeEncoder", (), {"spatial": spatial})()
+
+    def shift(self, cloaked: torch.Tensor, views) -> torch.Tensor:
+        return (cloaked * self.pattern).sum()[None]
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_gradient_smoothing_is_for_pooled_encoders_not_latent_ones(spatial, monkeypatch):
+    """Pooled encoders get translation-smoothed gradients (transfer); a latent encoder, attacked
+    white-box, keeps the fine detail that moves it."""
+    from sfumato.engine import optimiser
+
+    monkeypatch.setattr(optimiser, "SSIM_WEIGHT", 0.0)
+    checkerboard = ((torch.arange(32)[:, None] + torch.arange(32)[None]) % 2).float() * 2 - 1
+    pattern = checkerboard.expand(1, 3, 32, 32)
+    image = torch.full((1, 3, 32, 32), 0.5)
+    grad = optimiser._gradient(image, torch.zeros_like(image), [_LinearTerm(pattern, spatial)], [])
+    inner = (-grad)[..., 4:-4, 4:-4]  # away from the blur's border
+    if spatial:
+        assert torch.allclose(inner, pattern[..., 4:-4, 4:-4])
+    else:
+        assert inner.abs().max() < 0.05  # a 1-px checkerboard does not survive σ=1 smoothing
