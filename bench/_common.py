@@ -34,6 +34,7 @@ def bench_parser(doc: str, *, threads: int = 2, **extra: str) -> argparse.Argume
     """``--limit``, then ``extra`` text options (name=default), then the cloak's settings."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--start", type=int, default=0, help="skip this many images (to split a run)")
     for name, default in extra.items():
         parser.add_argument(f"--{name}", default=default)
     parser.add_argument("--intensity", default="default")
@@ -76,10 +77,11 @@ def cloak_each(
         yield path, original, result, time.perf_counter() - started
 
 
-def vangogh_images(limit: int | None = None) -> list[Path]:
+def vangogh_images(limit: int | None = None, start: int = 0) -> list[Path]:
     files = sorted(VANGOGH.glob("*.png"))
     if not files:
         raise SystemExit(f"no images in {VANGOGH}: the benchmarks need ../shared beside the checkout")
+    files = files[start:]
     return files[:limit] if limit else files
 
 

@@ -5,7 +5,7 @@ shift of flattened unit latents ((z(x') - z(x)) · (z(t) - z(x))) / |z(t) - z(x)
 pixelart version of the original, on the cloak and after JPEG 75, with PSNR, SSIM and seconds.
 ``--time-ensemble`` instead times the default ensemble with and without TAEF2 on one 4 MP image.
 
-    python bench/latent.py [--limit N] [--intensity default] [--quality default]
+    python bench/latent.py [--limit N] [--start K] [--intensity default] [--quality default]
     python bench/latent.py --time-ensemble
 """
 
@@ -47,7 +47,7 @@ def efficacy(args: argparse.Namespace) -> None:
     keys = ("cloak", "jpeg75")
     shifts: dict[str, list[float]] = {k: [] for k in keys}
     psnrs, ssims, secs = [], [], []
-    for path, original, result, seconds in cloak_each(vangogh_images(args.limit), options, [tae]):
+    for path, original, result, seconds in cloak_each(vangogh_images(args.limit, args.start), options, [tae]):
         secs.append(seconds)
         x = as_tensor(original)
         zx, zt = features(tae, x), features(tae, pixelart(x))

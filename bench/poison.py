@@ -6,7 +6,7 @@ count how often the held-out effnet-lite:2 puts the target in its top 5: on the 
 quality 75, a half-size resize, Gaussian blur σ=1, and a screenshot-like 1.5× rescale saved as
 PNG; plus mean PSNR.
 
-    python bench/poison.py [--limit N] [--target purse] [--intensity default] [--quality default]
+    python bench/poison.py [--limit N] [--start K] [--target purse] [--intensity default] [--quality default]
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def main() -> None:
     options = bench_options(args, style="none", poison=f"auto:{args.target}", encoders=SURROGATES)
     hits: dict[str, list[bool]] = {name: [] for name in TRANSFORMS}
     before, surrogate, psnrs, secs = [], [], [], []
-    for path, original, result, seconds in cloak_each(vangogh_images(args.limit), options, surrogates):
+    images = vangogh_images(args.limit, args.start)
+    for path, original, result, seconds in cloak_each(images, options, surrogates):
         secs.append(seconds)
         before.append(hit(original))
         for name, transform in TRANSFORMS.items():

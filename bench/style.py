@@ -36,7 +36,7 @@ def main() -> None:
     surrogates, held_out = transfer_encoders(args.threads)
     options = bench_options(args, style="pixelart", encoders=SURROGATES)
     rows, shifts, psnrs, secs = [], {"cloak": [], "jpeg75": [], "half": []}, [], []
-    images = spread(vangogh_images())[: args.limit]
+    images = spread(vangogh_images())[args.start :][: args.limit]
     for path, original, result, seconds in cloak_each(images, options, surrogates):
         secs.append(seconds)
         cloaked = result.image
