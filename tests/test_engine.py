@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from enginekit import TINY_CLIP, artwork, as_array, half_flat
 from sfumato.engine.cloak import apply_full_resolution, cloak_image, load_encoders
@@ -222,3 +223,24 @@ def test_gradient_smoothing_is_for_pooled_encoders_not_latent_ones(spatial, monk
         assert torch.allclose(inner, pattern[..., 4:-4, 4:-4])
     else:
         assert inner.abs().max() < 0.05  # a 1-px checkerboard does not survive σ=1 smoothing
+
+
+def test_mostly_flat_art_keeps_the_flat_budget_on_every_flat_colour():
+    """Flat-colour illustration: a small textured patch must not lend its budget to the flat
+    areas (float residue in a flat region's local std, scaled up, once gave them the full 8/255)."""
+    from sfumato.engine.budget import budget_map
+
+    art = np.zeros((256, 256, 3), dtype=np.uint8)
+    art[:] = (60, 90, 60)  # a dark green whose local std computes to about 1e-4, not 0
+    art[128:, :] = (230, 200, 80)
+    art[:64, :64] = np.asarray(artwork(64))  # a little texture
+    x = torch.from_numpy(as_array(Image.fromarray(art))).permute(2, 0, 1)[None]
+    budget = budget_for("default")
+    eps = budget_map(x, budget)[0, 0] * 255
+    flat_cap = budget.eps_max * budget.flat_fraction * 255
+    away_from_texture = torch.ones_like(eps, dtype=torch.bool)
+    away_from_texture[:72, :72] = False
+    for edge in (127, 128):  # the edge between the two flat colours is not flat: leave it out
+        away_from_texture[edge - 4 : edge + 5] = False
+    assert eps[away_from_texture].max() <= flat_cap + 1e-4
+    assert eps[:56, :56].mean() > 2 * flat_cap  # the texture still gets more

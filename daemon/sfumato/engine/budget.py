@@ -9,13 +9,18 @@ from kornia.filters import box_blur, gaussian_blur2d
 
 from sfumato.engine.levels import MAP_HEADROOM, Budget
 
+FLAT_TEXTURE = 1 / 255  # local luminance std at or below which a region counts as flat
+
 
 def texture_map(image: torch.Tensor, window: int = 7) -> torch.Tensor:
     """Local standard deviation of luminance (B×1×H×W): near 0 on flat colour, high in brushwork."""
     grey = rgb_to_grayscale(image)
     mean = box_blur(grey, (window, window), border_type="reflect")
     var = box_blur(grey * grey, (window, window), border_type="reflect") - mean * mean
-    std = var.clamp_min(0).sqrt()
+    # Flat colour computes to a tiny non-zero std (float residue of E[x²] - E[x]², about 1e-4);
+    # the map's scale is large on mostly flat art and would turn that into the full budget. A
+    # luminance std under one 8-bit level is flat to the eye too (smooth gradients included).
+    std = (var.clamp_min(0).sqrt() - FLAT_TEXTURE).clamp_min(0)
     # A flat patch right beside an edge is still flat to the eye: take the local minimum of the
     # smoothed texture, so the budget does not bleed from edges into the sky next to them.
     std = gaussian_blur2d(std, (5, 5), (1.5, 1.5), border_type="reflect")
