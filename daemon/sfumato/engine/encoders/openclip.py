@@ -175,8 +175,15 @@ def load(rest: str, device: torch.device) -> OpenClipEncoder:
                 f"choose one of {', '.join(tags) or '(none: use @FILE)'}"
             )
         pretrained = tag
+    download = path is None and tag != "random"
+
+    def build() -> torch.nn.Module:
+        # Called again for the text tower: the weights are cached (or seeded) by then, and the
+        # cache is read offline first, so that second call touches no network.
+        return _create(open_clip, name, pretrained, device, download=download)
+
     try:
-        model = _create(open_clip, name, pretrained, device, download=path is None and tag != "random")
+        model = build()
     except (OSError, RuntimeError, ValueError) as exc:
         if path is not None:
             raise EncoderError(
@@ -187,9 +194,4 @@ def load(rest: str, device: torch.device) -> OpenClipEncoder:
             f"once so they are cached, or give a local checkpoint as openclip:{name}@FILE"
         ) from exc
     tokenizer = open_clip.get_tokenizer(name)
-
-    def build() -> torch.nn.Module:
-        # the weights are on disk (or seeded) by now: no download, no network
-        return _create(open_clip, name, pretrained, device, download=False)
-
     return OpenClipEncoder(model, tokenizer, build)
