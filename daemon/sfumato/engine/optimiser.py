@@ -108,11 +108,9 @@ def search_perturbation(
             grad = grad / grad.abs().mean().clamp_min(1e-12)
             momentum = MOMENTUM * momentum + grad
             step_size = step_fraction(step, search.steps) * eps
-            delta = delta.detach() - step_size * step_direction(momentum, STEP_POWER)
-            delta = torch.maximum(torch.minimum(delta, eps), -eps)
-            delta = (image + delta).clamp(0, 1) - image
+            delta = _inside(image, delta.detach() - step_size * step_direction(momentum, STEP_POWER), eps)
             if rms is not None:
-                delta = delta * min(1.0, rms / float(delta.pow(2).mean().sqrt().clamp_min(1e-12)))
+                delta = delta * min(1.0, rms / max(_rms(delta), 1e-12))
         if progress is not None:
             progress((step + 1) / search.steps)
     if rms is not None:
@@ -127,9 +125,18 @@ def spend_floor(image: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, rms
     end a decibel above the floor; what is left is spent along the direction found.
     """
     for _ in range(4):
-        current = float(delta.pow(2).mean().sqrt())
+        current = _rms(delta)
         if current <= 0 or current >= rms * 0.999:
             break
-        delta = torch.maximum(torch.minimum(delta * (rms / current), eps), -eps)
-        delta = (image + delta).clamp(0, 1) - image
+        delta = _inside(image, delta * (rms / current), eps)
     return delta
+
+
+def _inside(image: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """δ clipped to the per-pixel budget and to what keeps image + δ in [0, 1]."""
+    delta = torch.maximum(torch.minimum(delta, eps), -eps)
+    return (image + delta).clamp(0, 1) - image
+
+
+def _rms(delta: torch.Tensor) -> float:
+    return float(delta.pow(2).mean().sqrt())
