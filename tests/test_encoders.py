@@ -113,3 +113,16 @@ def test_no_network_for_a_first_download_is_one_clear_sentence(tmp_path, monkeyp
 def test_random_weights_warn_that_they_protect_against_nothing():
     with pytest.warns(UserWarning, match="random weights.*protects against nothing"):
         openclip_loader.load("ViT-B-32/random", torch.device("cpu"))
+
+
+def test_a_checkpoint_gone_before_the_text_tower_is_needed_is_one_clear_sentence(tmp_path):
+    import open_clip
+
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model("sfumato-tiny").state_dict(), checkpoint)
+    encoder = openclip_loader.load(f"sfumato-tiny@{checkpoint}", torch.device("cpu"))
+    encoder.spec = f"openclip:sfumato-tiny@{checkpoint}"
+    checkpoint.unlink()
+    with pytest.raises(EncoderError, match="could not load the text tower of openclip:sfumato-tiny@") as err:
+        encoder.embed_concepts(["a cow"])
+    assert "\n" not in str(err.value)

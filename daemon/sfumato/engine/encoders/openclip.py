@@ -77,7 +77,13 @@ class OpenClipEncoder(Encoder):
 
     def _text(self) -> torch.nn.Module:
         if self._text_model is None:
-            model = self._build()
+            try:
+                model = self._build()
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise EncoderError(
+                    f"could not load the text tower of {self.spec}: its weights are gone from "
+                    f"where they were loaded ({str(exc).splitlines()[0]}); restart sfumato to load them again"
+                ) from exc
             model.visual = None  # the image tower is already here
             self._text_model = model.to(self.mean.device).eval()
         return self._text_model
