@@ -48,7 +48,7 @@ def test_tiny_clip_text_tower_embeds_free_text():
 
 def test_text_tower_is_loaded_only_when_text_is_asked_for_and_from_the_same_weights(tmp_path):
     """A built-in style never needs the text tower (ViT-B-32's is 0.25 GB); text gets the right one."""
-    import open_clip
+    open_clip = openclip_loader._open_clip()  # registers sfumato-tiny
 
     checkpoint_model = open_clip.create_model("sfumato-tiny")
     checkpoint = tmp_path / "tiny.pt"
@@ -116,7 +116,7 @@ def test_random_weights_warn_that_they_protect_against_nothing():
 
 
 def test_a_checkpoint_gone_before_the_text_tower_is_needed_is_one_clear_sentence(tmp_path):
-    import open_clip
+    open_clip = openclip_loader._open_clip()  # registers sfumato-tiny
 
     checkpoint = tmp_path / "tiny.pt"
     torch.save(open_clip.create_model("sfumato-tiny").state_dict(), checkpoint)
