@@ -213,11 +213,10 @@ def test_gradient_smoothing_is_for_pooled_encoders_not_latent_ones(spatial, monk
     white-box, keeps the fine detail that moves it."""
     from sfumato.engine import optimiser
 
-    monkeypatch.setattr(optimiser, "SSIM_WEIGHT", 0.0)
     checkerboard = ((torch.arange(32)[:, None] + torch.arange(32)[None]) % 2).float() * 2 - 1
     pattern = checkerboard.expand(1, 3, 32, 32)
     image = torch.full((1, 3, 32, 32), 0.5)
-    grad = optimiser._gradient(image, torch.zeros_like(image), [_LinearTerm(pattern, spatial)], [])
+    grad = optimiser._gradient(image, torch.zeros_like(image), [_LinearTerm(pattern, spatial)], [], None)
     inner = (-grad)[..., 4:-4, 4:-4]  # away from the blur's border
     if spatial:
         assert torch.allclose(inner, pattern[..., 4:-4, 4:-4])
@@ -244,3 +243,25 @@ def test_mostly_flat_art_keeps_the_flat_budget_on_every_flat_colour():
         away_from_texture[edge - 4 : edge + 5] = False
     assert eps[away_from_texture].max() <= flat_cap + 1e-4
     assert eps[:56, :56].mean() > 2 * flat_cap  # the texture still gets more
+
+
+def test_ssim_term_equals_kornias_ssim_in_value_and_gradient():
+    """The search's SSIM term keeps the original's statistics between steps; it must still be
+    kornia's SSIM, or the term would pull the cloak toward something else."""
+    from kornia.metrics import ssim
+
+    from sfumato.engine.ssim_term import SsimToReference
+
+    gen = torch.Generator().manual_seed(3)
+    original = torch.rand(1, 3, 40, 56, generator=gen)
+    changed = (original + 0.05 * torch.randn(original.shape, generator=gen)).clamp(0, 1)
+    term = SsimToReference(original)
+    ours, theirs = changed.clone().requires_grad_(True), changed.clone().requires_grad_(True)
+    value = term.loss(ours)
+    expected = 1 - ssim(theirs, original, window_size=11).mean()
+    value.backward()
+    expected.backward()
+    assert float(value) == pytest.approx(float(expected), rel=1e-5)
+    assert 0.01 < float(value) < 1
+    assert torch.allclose(ours.grad, theirs.grad, rtol=1e-4, atol=1e-9)
+    assert float(term.loss(original)) == pytest.approx(0.0, abs=1e-6)

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 from kornia.filters import gaussian_blur2d
-from kornia.metrics import ssim
 
 from sfumato.engine.devices import autocast
 from sfumato.engine.levels import Search
 from sfumato.engine.objectives import StyleTerm
+from sfumato.engine.ssim_term import SsimToReference
 from sfumato.engine.views import ViewPool
 from sfumato.errors import Cancelled
 
@@ -48,7 +48,11 @@ def step_fraction(step: int, steps: int) -> float:
 
 
 def _gradient(
-    image: torch.Tensor, delta: torch.Tensor, terms: Sequence[StyleTerm], views: Sequence
+    image: torch.Tensor,
+    delta: torch.Tensor,
+    terms: Sequence[StyleTerm],
+    views: Sequence,
+    similarity: SsimToReference | None,
 ) -> torch.Tensor:
     """d loss / d δ, translation-smoothed for pooled encoders and the SSIM term only.
 
@@ -59,7 +63,7 @@ def _gradient(
     grad = torch.zeros_like(image)
     for spatial in (False, True):
         group = [term for term in terms if term.encoder.spatial == spatial]
-        if not group and (spatial or not SSIM_WEIGHT):
+        if not group and (spatial or similarity is None):
             continue
         part = delta.detach().requires_grad_(True)
         cloaked = (image + part).clamp(0, 1)
@@ -68,8 +72,8 @@ def _gradient(
             with autocast(image.device):
                 shifts = torch.stack([term.shift(cloaked, views).mean() for term in group])
             loss = loss - shifts.float().sum() / len(terms)
-        if not spatial and SSIM_WEIGHT:
-            loss = loss + SSIM_WEIGHT * (1 - ssim(cloaked, image, window_size=11).mean())
+        if not spatial and similarity is not None:
+            loss = loss + SSIM_WEIGHT * similarity.loss(cloaked)
         (part_grad,) = torch.autograd.grad(loss, part)
         if not spatial and GRADIENT_SIGMA > 0:
             part_grad = gaussian_blur2d(part_grad, (5, 5), (GRADIENT_SIGMA, GRADIENT_SIGMA))
@@ -97,11 +101,12 @@ def search_perturbation(
     pool = ViewPool(image.shape[-2], image.shape[-1], seed=seed, steps=search.steps, per_step=search.views)
     delta = torch.zeros_like(image)
     momentum = torch.zeros_like(image)
+    similarity = SsimToReference(image) if SSIM_WEIGHT else None
     for step in range(search.steps):
         if should_stop is not None and should_stop():
             raise Cancelled("stopped on request")
         views = pool.views(step)
-        grad = _gradient(image, delta, terms, views)
+        grad = _gradient(image, delta, terms, views, similarity)
         with torch.no_grad():
             if greyscale:
                 grad = grad.mean(1, keepdim=True).expand_as(grad)
