@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from sfumato.engine.budget import budget_map
-from sfumato.engine.devices import pick_device, set_threads
+from sfumato.engine.devices import pick_device, release_freed_memory, set_threads
 from sfumato.engine.encoders import Encoder, load_encoder
 from sfumato.engine.encoders.base import resize_antialiased
 from sfumato.engine.levels import budget_for, search_for
@@ -274,6 +274,7 @@ def cloak_image(
         )
     else:
         delta = torch.zeros_like(work)
+    release_freed_memory()
     out, achieved = within_floor(pixels, delta, bit_depth, budget.psnr_floor)
 
     cloaked_work = working_copy(out, search.work_side, device)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import sys
 
 import torch
 
@@ -38,3 +41,21 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap memory a finished search has freed back to the system (Linux glibc).
+
+    The search allocates and frees thousands of mid-sized tensors; glibc keeps the freed pages
+    (0.17 GB after ``slow``'s 160 steps, measured), and the full-resolution stage that follows
+    maps its 24-megapixel buffers on top of them. Elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
+        return
+    trim(0)
