@@ -8,6 +8,7 @@ import torch
 from enginekit import TINY_CLIP
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.encoders import openclip as openclip_loader
+from sfumato.engine.encoders.attention import BatchFirstSelfAttention
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
 from sfumato.errors import EncoderError, UnknownEncoderError, UsageError
 
@@ -65,6 +66,30 @@ def test_text_tower_is_loaded_only_when_text_is_asked_for_and_from_the_same_weig
     with torch.no_grad():
         expected = torch.nn.functional.normalize(checkpoint_model.encode_text(tokens), dim=-1).mean(0)
     assert torch.allclose(text, expected, atol=1e-5)
+
+
+def test_image_tower_attention_matches_open_clips_own_with_gradients_on():
+    """The image tower's attention is swapped for a faster batch-first one: the embedding and the
+    gradient the search follows must be open_clip's own."""
+    open_clip = openclip_loader._open_clip()
+    cpu = torch.device("cpu")
+    encoder = openclip_loader.load("sfumato-tiny/random", cpu)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the seed random weights are made with
+        reference = open_clip.create_model("sfumato-tiny", pretrained=None)
+    kinds = [type(m) for m in encoder.visual.modules()]
+    assert BatchFirstSelfAttention in kinds and torch.nn.MultiheadAttention not in kinds
+    assert set(encoder.visual.state_dict()) == set(reference.visual.state_dict())
+    images = torch.rand(3, 3, 64, 64)
+    ours, theirs = images.clone().requires_grad_(True), images.clone().requires_grad_(True)
+    embedding = encoder.embed(ours)
+    expected = reference.encode_image(encoder.preprocess(theirs))
+    assert torch.allclose(embedding, expected, atol=1e-5)
+    weights = torch.randn(expected.shape)
+    (embedding * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert ours.grad.abs().sum() > 0
+    assert torch.allclose(ours.grad, theirs.grad, rtol=1e-4, atol=1e-7)
 
 
 def test_random_weights_are_reproducible_so_a_later_text_tower_matches():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from sfumato.engine.encoders.attention import use_batch_first_attention
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
 from sfumato.errors import EncoderError, UnknownEncoderError
@@ -68,6 +69,7 @@ class OpenClipEncoder(Encoder):
         size = model.visual.image_size
         self.input_size = tuple(size) if isinstance(size, list | tuple) else (size, size)
         self.visual = model.visual
+        use_batch_first_attention(self.visual)  # same attention, a quarter faster with gradients
         self.tokenizer = tokenizer
         self._build = build
         self._text_model: torch.nn.Module | None = None
