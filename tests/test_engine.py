@@ -208,7 +208,7 @@ class _LinearTerm:
 
 
 @pytest.mark.parametrize("spatial", [False, True])
-def test_gradient_smoothing_is_for_pooled_encoders_not_latent_ones(spatial, monkeypatch):
+def test_gradient_smoothing_is_for_pooled_encoders_not_latent_ones(spatial):
     """Pooled encoders get translation-smoothed gradients (transfer); a latent encoder, attacked
     white-box, keeps the fine detail that moves it."""
     from sfumato.engine import optimiser

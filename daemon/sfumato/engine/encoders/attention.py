@@ -46,9 +46,8 @@ class BatchFirstSelfAttention(nn.Module):
         return self.out_proj(mixed.transpose(1, 2).reshape(batch, length, width)), None
 
 
-def use_batch_first_attention(tower: nn.Module) -> int:
-    """Swap every plain batch-first self-attention in ``tower`` for the one above; returns how many."""
-    swapped = 0
+def use_batch_first_attention(tower: nn.Module) -> None:
+    """Swap every plain batch-first self-attention in ``tower`` for the one above."""
     for module in list(tower.modules()):
         attention = getattr(module, "attn", None)
         if (
@@ -59,5 +58,3 @@ def use_batch_first_attention(tower: nn.Module) -> int:
             and attention.dropout == 0
         ):
             module.attn = BatchFirstSelfAttention(attention)
-            swapped += 1
-    return swapped
