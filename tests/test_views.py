@@ -10,7 +10,7 @@ from enginekit import artwork, as_array
 from sfumato.engine.cloak import load_encoders
 from sfumato.engine.objectives import StyleTerm
 from sfumato.engine.stylizers import pixelart
-from sfumato.engine.views import ViewPool
+from sfumato.engine.views import ENCODER_SCALES, ViewPool
 
 
 def test_view_pool_mixes_fresh_combinations_and_reuses_each_view_a_few_times():
@@ -25,17 +25,31 @@ def test_view_pool_mixes_fresh_combinations_and_reuses_each_view_a_few_times():
     assert [again.views(step) for step in range(60)] == steps  # reproducible for a seed
 
 
+def test_each_step_shows_its_views_at_one_resolution_and_every_resolution_is_used():
+    pool = ViewPool(300, 400, seed=5, steps=60, per_step=3)
+    steps = [pool.views(step) for step in range(60)]
+    assert all(len({v.scale for v in views}) == 1 for views in steps)
+    assert {views[0].scale for views in steps} == set(ENCODER_SCALES)
+    scales = {}
+    for views in steps:
+        for view in views:
+            scales.setdefault(view, set()).add(view.scale)
+    assert all(len(s) == 1 for s in scales.values())  # a recurring view keeps its scale
+
+
 class CountingEncoder(torch.nn.Module):
-    """Wraps an encoder and counts the images it embeds."""
+    """Wraps an encoder and records the batches it embeds."""
 
     def __init__(self, inner) -> None:
         super().__init__()
-        self.inner, self.images = inner, 0
+        self.inner, self.images, self.sizes = inner, 0, []
         self.spatial, self.input_size, self.spec = inner.spatial, inner.input_size, inner.spec
+        self.size_for = inner.size_for
 
-    def embed_with_maps(self, images):
+    def embed_with_maps(self, images, size=None):
         self.images += images.shape[0]
-        return self.inner.embed_with_maps(images)
+        self.sizes.append(tuple(images.shape[-2:]))
+        return self.inner.embed_with_maps(images, size)
 
 
 def test_reference_views_are_embedded_once_and_reused_unchanged():
@@ -51,3 +65,19 @@ def test_reference_views_are_embedded_once_and_reused_unchanged():
         second = term.shift(cloaked, views)
     assert counting.images == 2 + 2 * 2 + 2  # the second time only the cloak is embedded
     assert torch.allclose(first, second)
+
+
+def test_a_convnet_sees_each_view_at_its_scale_and_a_vit_at_its_own_size():
+    effnet, vit = load_encoders(["effnet-lite:0", "openclip:sfumato-tiny/random"], torch.device("cpu"))
+    assert effnet.size_for(1.25) == (280, 280) and effnet.size_for(0.85) == (192, 192)
+    assert vit.size_for(1.25) == vit.input_size  # position embeddings fix a ViT's input size
+    image = torch.from_numpy(as_array(artwork(96))).permute(2, 0, 1)[None]
+    counting = CountingEncoder(effnet)
+    term = StyleTerm(counting, original_image=image, target_image=pixelart(image))
+    pool = ViewPool(96, 96, seed=1, steps=12, per_step=2)
+    for step in range(12):
+        views = pool.views(step)
+        with torch.no_grad():
+            term.shift(image, views)
+        assert counting.sizes[-1] == effnet.size_for(views[0].scale)
+    assert len(set(counting.sizes)) > 1

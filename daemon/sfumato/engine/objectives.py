@@ -63,6 +63,17 @@ def spatial_view(view: View, window: int = SPATIAL_WINDOW) -> View:
     )
 
 
+def view_batch(
+    encoder: Encoder, image: torch.Tensor, views: Sequence[View]
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``image`` under each view, as one batch at the input size the encoder takes them at.
+
+    One batch has one size: that of the first view's scale (a step's views share theirs).
+    """
+    size = encoder.size_for(views[0].scale)
+    return torch.cat([resize_antialiased(apply_view(v, image), size) for v in views]), size
+
+
 def embed_views(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
     """Unit embeddings of ``image`` under each view, batched for pooled encoders.
 
@@ -72,8 +83,7 @@ def embed_views(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) ->
     """
     if encoder.spatial:
         return torch.cat([unit(encoder.embed(apply_view(v, image))) for v in views])
-    batch = torch.cat([resize_antialiased(apply_view(v, image), encoder.input_size) for v in views])
-    return unit(encoder.embed(batch))
+    return unit(encoder.embed(*view_batch(encoder, image, views)))
 
 
 @dataclass
@@ -113,21 +123,18 @@ class StyleTerm:
         those are pulled toward the target's too (``MAP_WEIGHT``), which transfers best.
         """
 
-        def batch(image: torch.Tensor, some: Sequence[View]) -> torch.Tensor:
-            size = self.encoder.input_size
-            return torch.cat([resize_antialiased(apply_view(v, image), size) for v in some])
-
         missing = [v for v in dict.fromkeys(views) if v not in self._references]
         if missing:
             with torch.no_grad():
-                refs = torch.cat([batch(self.original_image, missing), batch(self.target_image, missing)])
-                ref_emb, ref_maps = self.encoder.embed_with_maps(refs)
+                original, size = view_batch(self.encoder, self.original_image, missing)
+                target, _ = view_batch(self.encoder, self.target_image, missing)
+                ref_emb, ref_maps = self.encoder.embed_with_maps(torch.cat([original, target]), size)
             rows = [unit(ref_emb).chunk(2)]
             if ref_maps is not None:
                 rows.append(unit(ref_maps).chunk(2))
             for i, view in enumerate(missing):
                 self._references[view] = [(origin[i], target[i]) for origin, target in rows]
-        moved, moved_maps = self.encoder.embed_with_maps(batch(cloaked, views))
+        moved, moved_maps = self.encoder.embed_with_maps(*view_batch(self.encoder, cloaked, views))
         pairs = [self._references[v] for v in views]
         origin, target = (torch.stack([p[0][k] for p in pairs]) for k in (0, 1))
         shift = projection_shift(unit(moved), origin, target)

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sfumato.engine.encoders.base import Encoder, resize_antialiased
-from sfumato.engine.views import View, ViewSampler, apply_view
+from sfumato.engine.encoders.base import Encoder
+from sfumato.engine.objectives import view_batch
+from sfumato.engine.views import View, ViewSampler
 from sfumato.errors import EncoderError, UsageError
 
 # Open-vocabulary encoders (CLIP) detect and pick among these everyday concepts.
@@ -132,10 +133,6 @@ def _detection_views(image: torch.Tensor, count: int = 4) -> list[View]:
     return [sampler.sample(mild=True)] + [sampler.sample() for _ in range(count - 1)]
 
 
-def _batch(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-    return torch.cat([resize_antialiased(apply_view(v, image), encoder.input_size) for v in views])
-
-
 def concept_probabilities(
     encoders: Sequence[Encoder], image: torch.Tensor, names: Sequence[str]
 ) -> torch.Tensor:
@@ -143,7 +140,7 @@ def concept_probabilities(
     views = _detection_views(image)
     with torch.no_grad():
         probs = [
-            concept_scores(e, _batch(e, image, views), names).softmax(-1).mean(0)
+            concept_scores(e, view_batch(e, image, views)[0], names).softmax(-1).mean(0)
             for e in concept_encoders(encoders)
         ]
     return torch.stack(probs).mean(0)
@@ -196,7 +193,7 @@ class ClassTargetTerm:
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
         logits, alignment = [], []
         for enc, row in zip(self.encoders, self.rows, strict=True):
-            features = enc.embed(_batch(enc, cloaked, views))
+            features = enc.embed(*view_batch(enc, cloaked, views))
             logits.append(enc.model._fc(features).float())  # the head, on features computed once
             alignment.append(F.normalize(features.float(), dim=-1) @ row)
         mean = torch.stack(logits).mean(0)
@@ -218,7 +215,7 @@ class TextTargetTerm:
         self.anchors = concept_matrix(encoder, [source, target])
 
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-        emb = F.normalize(self.encoder.embed(_batch(self.encoder, cloaked, views)).float(), dim=-1)
+        emb = F.normalize(self.encoder.embed(*view_batch(self.encoder, cloaked, views)).float(), dim=-1)
         return (TEXT_LOGIT_SCALE * emb @ self.anchors.T).softmax(-1)[:, 1]
 
 
@@ -256,7 +253,7 @@ def targeted_success(encoders: Sequence[Encoder], image: torch.Tensor, target: s
     ranks = {}
     with torch.no_grad():
         for enc in concept_encoders(encoders):
-            scores = concept_scores(enc, _batch(enc, image, views), names)[0]
+            scores = concept_scores(enc, view_batch(enc, image, views)[0], names)[0]
             ranks[enc.spec] = int((scores > scores[names.index(target)]).sum()) + 1
     hits = [r <= TOP_K for r in ranks.values()]
     return {"targeted_success": round(sum(hits) / len(hits), 3), "target_rank": ranks}

@@ -9,7 +9,7 @@ same view can be applied to the cloaked image and to its target (aligned spatial
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,14 @@ class View:
     sharpen: float | None = None
     noise_std: float = 0.0
     noise_seed: int = 0
+    # The resolution an encoder that takes any input size (Encoder.resizable) sees the view at,
+    # relative to its own: models we never see run at other resolutions than our surrogates.
+    scale: float = 1.0
+
+
+# Measured on the style benchmark's first 5 images: held-out shift 0.342 against 0.324 without
+# (each step at one scale in 0.85-1.25 of the surrogate's own size).
+ENCODER_SCALES = (0.85, 0.95, 1.05, 1.15, 1.25)
 
 
 def _multiple(value: float, base: int = 8) -> int:
@@ -93,16 +101,24 @@ class ViewPool:
     many views saves most of that pass, and the steps still see fresh combinations of views.
     Every other step opens with a mild view (the whole image, only resized), how the image is
     usually seen.
+
+    Each view belongs to one of the ``ENCODER_SCALES`` and each step draws all its views from one
+    scale, so a step is still one batch per encoder and a recurring view keeps its references.
     """
 
     def __init__(
         self, height: int, width: int, *, seed: int, steps: int, per_step: int, reuse: int = 3
     ) -> None:
         sampler = ViewSampler(height, width, seed=seed)
+        groups = len(ENCODER_SCALES)
         mild_uses = (steps + 1) // 2
         other_uses = steps * per_step - mild_uses
-        self.mild = [sampler.sample(mild=True) for _ in range(max(1, math.ceil(mild_uses / reuse)))]
-        self.other = [sampler.sample() for _ in range(max(per_step, math.ceil(other_uses / reuse)))]
+        mild_count = max(groups, math.ceil(mild_uses / reuse))
+        other_count = max(per_step * groups, math.ceil(other_uses / reuse))
+        mild = [sampler.sample(mild=True) for _ in range(mild_count)]
+        other = [sampler.sample() for _ in range(other_count)]
+        self.mild = [[replace(v, scale=s) for v in mild[i::groups]] for i, s in enumerate(ENCODER_SCALES)]
+        self.other = [[replace(v, scale=s) for v in other[i::groups]] for i, s in enumerate(ENCODER_SCALES)]
         self.per_step = per_step
         self.rng = torch.Generator().manual_seed(seed + 1)
 
@@ -111,10 +127,11 @@ class ViewPool:
         return [pool[int(i)] for i in order]
 
     def views(self, step: int) -> list[View]:
-        """The views of one step (distinct within the step)."""
+        """The views of one step (distinct within the step, all at one scale)."""
+        group = int(torch.randint(len(ENCODER_SCALES), (), generator=self.rng))
         if step % 2 == 0:
-            return self._pick(self.mild, 1) + self._pick(self.other, self.per_step - 1)
-        return self._pick(self.other, self.per_step)
+            return self._pick(self.mild[group], 1) + self._pick(self.other[group], self.per_step - 1)
+        return self._pick(self.other[group], self.per_step)
 
 
 def apply_view(view: View, image: torch.Tensor) -> torch.Tensor:

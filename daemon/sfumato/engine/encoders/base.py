@@ -29,6 +29,9 @@ class Encoder(nn.Module):
     spec: str = ""
     input_size: tuple[int, int] = (224, 224)
     spatial: bool = False
+    # Convolutional with global pooling: any input size works, so the search can show it views at
+    # several resolutions (see ``View.scale``); a ViT's position embeddings fix its size.
+    resizable: bool = False
     supports_text: bool = False
     supports_classes: bool = False
 
@@ -37,24 +40,35 @@ class Encoder(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        images = resize_antialiased(images, self.input_size)
+    def size_for(self, scale: float) -> tuple[int, int]:
+        """The input size this encoder takes a view of resolution ``scale`` at (1: its own)."""
+        if not self.resizable or scale == 1:
+            return self.input_size
+        return tuple(max(32, round(side * scale / 8) * 8) for side in self.input_size)
+
+    def preprocess(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        images = resize_antialiased(images, size or self.input_size)
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] → embedding (B×D, or B×C×h×w for spatial encoders)."""
-        return self.features(self.preprocess(images))
+    def embed(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Images in [0, 1] → embedding (B×D, or B×C×h×w for spatial encoders).
 
-    def embed_with_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        ``size``: the input size to resize to, from :meth:`size_for`; the model's own by default.
+        """
+        return self.features(self.preprocess(images, size))
+
+    def embed_with_maps(
+        self, images: torch.Tensor, size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The embedding plus a mid-level feature map (B×C×h×w), where the encoder exposes one.
 
         Mid-level features carry texture and style and are shared across models far more than
         final embeddings, so pulling them toward the target's transfers better.
         """
-        return self.embed(images), None
+        return self.embed(images, size), None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(images)

@@ -24,6 +24,7 @@ _VARIANTS = {"0": "Lite0", "1": "Lite1", "2": "Lite2"}
 
 class EffNetLiteEncoder(Encoder):
     supports_classes = True
+    resizable = True
 
     def __init__(self, model, size: int) -> None:
         super().__init__((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # inputs normalised to [-1, 1]
@@ -33,9 +34,11 @@ class EffNetLiteEncoder(Encoder):
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model.extract_features(pixels).mean(dim=(2, 3))
 
-    def embed_with_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def embed_with_maps(
+        self, images: torch.Tensor, size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         net = self.model
-        x = net._swish(net._bn0(net._conv_stem(self.preprocess(images))))
+        x = net._swish(net._bn0(net._conv_stem(self.preprocess(images, size))))
         middle = MAP_BLOCK * len(net._blocks) // 16
         maps = None
         for index, block in enumerate(net._blocks):

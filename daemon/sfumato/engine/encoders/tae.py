@@ -49,7 +49,7 @@ class TAEF2Encoder(Encoder):
         self.encoder = encoder.to(memory_format=torch.channels_last)
         self.decoder = decoder
 
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+    def preprocess(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         # No resize: latents must stay aligned with pixels. Sizes that are not multiples of 8
         # give ceil(H/8)×ceil(W/8) latents (the stride-2 convs pad).
         return images.to(self.mean.dtype)
