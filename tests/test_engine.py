@@ -180,6 +180,22 @@ def test_should_stop_cancels_without_a_result(effnet):
         cloak_image(artwork(64), options(), encoders=effnet, should_stop=lambda: True)
 
 
+def test_a_stop_asked_while_reading_loads_no_model_and_writes_nothing(tmp_path, monkeypatch):
+    from sfumato.pipeline import Cloaker
+
+    src, dst = tmp_path / "art.png", tmp_path / "ready" / "art.png"
+    artwork(64).save(src)
+    cloaker = Cloaker(device="cpu")
+
+    def load_models(_options):
+        raise AssertionError("models were loaded after the stop")
+
+    monkeypatch.setattr(cloaker, "encoders_for", load_models)
+    with pytest.raises(Cancelled):
+        cloaker.cloak_file(src, dst, options(), should_stop=lambda: True)
+    assert not dst.parent.exists() and src.exists()
+
+
 def test_progress_reaches_one(effnet):
     seen = []
     cloak_image(artwork(64), options(steps=3), encoders=effnet, progress=seen.append)
