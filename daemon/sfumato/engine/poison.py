@@ -13,6 +13,9 @@ Scores handed to the optimiser are per view, to maximise, on the style term's 0-
   concept embedding): moving the features themselves transfers to unseen models better than the
   logits alone; the sum is divided by ``1 + FEATURE_WEIGHT``;
 - text towers (CLIP): the zero-shot probability of the target against the source concept.
+
+Targeted transfer to unseen classifiers is the hard part: each step, the classifiers are randomly
+varied copies of themselves (``Encoder.varied``), so the poison cannot rest on one model's quirks.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ MARGIN_SCALE = 30.0  # logits: a margin this large counts as fully poisoned (sco
 FEATURE_WEIGHT = 3.0  # weight of the feature-to-class-row cosine beside the capped margin
 TEXT_LOGIT_SCALE = 100.0  # CLIP's own temperature for zero-shot probabilities
 TOP_K = 5  # targeted success: the target is among the top-5 predictions
+VARIATION_SEED = 20200  # the classifiers' random variations during the search (Encoder.varied)
 
 
 @dataclass(frozen=True)
@@ -189,11 +193,15 @@ class ClassTargetTerm:
         self.index = index[target.lower()]
         self.encoder = self.encoders[0]
         self.rows = [F.normalize(e.embed_concepts([target])[0].float(), dim=0) for e in self.encoders]
+        # Each call (one search step) sees its own variation of the classifiers; the fixed seed
+        # keeps a poison reproducible.
+        self.variation = torch.Generator().manual_seed(VARIATION_SEED)
 
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
         logits, alignment = [], []
         for enc, row in zip(self.encoders, self.rows, strict=True):
-            features = enc.embed(*view_batch(enc, cloaked, views))
+            with enc.varied(self.variation):
+                features = enc.embed(*view_batch(enc, cloaked, views))
             logits.append(enc.model._fc(features).float())  # the head, on features computed once
             alignment.append(F.normalize(features.float(), dim=-1) @ row)
         mean = torch.stack(logits).mean(0)
