@@ -40,6 +40,44 @@ def test_effnet_embedding_is_the_pooled_feature_the_head_classifies():
         assert torch.allclose(encoder.logits(images), logits, atol=1e-4)
 
 
+def test_a_varied_effnet_differs_per_draw_repeats_per_seed_and_ends_with_its_context():
+    encoder = load_encoder("effnet-lite:0")
+    images = torch.rand(1, 3, 224, 224)
+
+    def varied(seed: int, draws: int = 1) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad(), encoder.varied(generator):
+            return [encoder.embed(images) for _ in range(draws)]
+
+    with torch.no_grad():
+        plain = encoder.embed(images)
+    first, second = varied(1, draws=2)
+    assert not torch.allclose(first, plain, atol=1e-3) and not torch.allclose(first, second, atol=1e-3)
+    assert torch.equal(varied(1)[0], first)  # the same seed, the same model
+    with torch.no_grad():
+        assert torch.equal(encoder.embed(images), plain)  # the real model again outside
+
+
+def test_a_varied_effnet_sends_less_gradient_through_its_residual_branches(monkeypatch):
+    from sfumato.engine.encoders import effnet
+
+    monkeypatch.setattr(effnet, "SKIP_EROSION", 0.0)  # the forward pass is the real model's
+    encoder = load_encoder("effnet-lite:0")
+    images = torch.rand(1, 3, 224, 224)
+
+    def gradient(vary: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = images.clone().requires_grad_(True)
+        with encoder.varied(torch.Generator()) if vary else torch.enable_grad():
+            embedding = encoder.embed(pixels)
+        embedding.sum().backward()
+        return embedding.detach(), pixels.grad
+
+    (plain, plain_grad), (varied, varied_grad) = gradient(False), gradient(True)
+    assert torch.allclose(plain, varied, atol=1e-5)
+    cosine = torch.nn.functional.cosine_similarity(plain_grad.flatten(), varied_grad.flatten(), dim=0)
+    assert 0.2 < cosine < 0.99  # the same model, a differently weighted gradient
+
+
 def test_tiny_clip_text_tower_embeds_free_text():
     encoder = load_encoder(TINY_CLIP)
     text = encoder.embed_concepts(["a pixel art sprite", "a pencil sketch"])

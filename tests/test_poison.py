@@ -134,6 +134,23 @@ def test_poison_term_gradient_moves_the_classifier_toward_the_target():
     assert after <= 5 < before
 
 
+def test_each_step_scores_against_a_new_variation_of_the_classifier_and_reruns_repeat():
+    from sfumato.engine.views import ViewSampler
+
+    encoder = load_encoder(EFFNET)
+    image = work(96)
+    views = [ViewSampler(96, 96, seed=3).sample(mild=True)]
+
+    def scores() -> list[float]:
+        (term,) = poison.poison_terms([encoder], "ox", "purse")
+        with torch.no_grad():
+            return [float(term.shift(image, views)[0]) for _ in range(3)]
+
+    first = scores()
+    assert len(set(first)) == 3  # three steps, three variations of the model
+    assert scores() == first  # a poison is reproducible
+
+
 def test_combined_cloak_moves_style_and_poison_in_one_search():
     image = artwork(96)
     result = cloak_image(image, options(style="pixelart", intensity="high", steps=10))
