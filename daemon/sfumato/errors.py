@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class SfumatoError(Exception):
     """Base class: the message is shown to the user as it is, without a traceback."""
@@ -36,3 +38,9 @@ class TransientError(SfumatoError):
 
 class Cancelled(SfumatoError):
     """The caller asked the running job to stop (SIGTERM): nothing was written."""
+
+
+def stop_if_asked(should_stop: Callable[[], bool] | None) -> None:
+    """Raise :class:`Cancelled` if the caller has asked to stop; long jobs call this between phases."""
+    if should_stop is not None and should_stop():
+        raise Cancelled("stopped on request")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sfumato.errors import Cancelled, EncoderError, TransientError, UsageError
+from sfumato.errors import EncoderError, TransientError, UsageError, stop_if_asked
 from sfumato.fileops import unique_path
 from sfumato.images import read_artwork, write_artwork
 from sfumato.options import CloakOptions
@@ -110,13 +110,12 @@ class Cloaker:
             raise UsageError(f"{dst} already exists: use --force to overwrite it")
         if dst.exists() and dst.resolve() == src.resolve():
             raise UsageError(f"{src}: the output would overwrite the input; choose another folder")
-        stop = should_stop or (lambda: False)
         art = read_artwork(src)
         # Reading a large file, the engine's first import and a model load each take seconds:
         # a stop asked for meanwhile is honoured before the search starts, not after it.
-        _stop_if(stop)
+        stop_if_asked(should_stop)
         encoders = self.encoders_for(options)
-        _stop_if(stop)
+        stop_if_asked(should_stop)
         try:
             result = cloak_image(
                 art.rgb,
@@ -156,8 +155,3 @@ class Cloaker:
             seconds=report["seconds"],
             report=report,
         )
-
-
-def _stop_if(should_stop: Callable[[], bool]) -> None:
-    if should_stop():
-        raise Cancelled("stopped on request")
