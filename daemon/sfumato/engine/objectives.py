@@ -31,8 +31,8 @@ def projection_shift(moved: torch.Tensor, origin: torch.Tensor, target: torch.Te
 
 MAP_WEIGHT = 0.25  # share of the mid-level map in an aligned pooled term (measured: 0.25 > 0, 0.5, 0.75)
 
-SPATIAL_WINDOW = 256  # largest side, in output pixels, that a spatial encoder looks at per view
-SPATIAL_SCALES = (0.75, 1.25)  # around the working image's own scale
+SPATIAL_WINDOW = 512  # largest side, in working pixels, that a spatial encoder looks at per step
+SPATIAL_SCALES = (0.85, 1.15)  # around the image's own scale, for views other than the whole image
 
 
 def _multiple_of_8(value: float) -> int:
@@ -43,23 +43,27 @@ def spatial_view(view: View, window: int = SPATIAL_WINDOW) -> View:
     """The same view (crop region, flip, JPEG, blur, noise) at about the image's own scale.
 
     A latent is not scale-invariant, and a generator's autoencoder sees an image at about its posted
-    size, not shrunk to the 224-px views pooled encoders take; so a spatial encoder looks at a
-    window of the view's crop near scale 1. The window bounds the cost: about 256 px a side, the
-    size the pooled views have anyway. Reproducible from the view alone, so the cloak, the original
-    and the target get the very same window.
+    size, not shrunk to the 224-px views pooled encoders take. The whole image (a mild view) is
+    seen at exactly its own scale, so the latent grid stays tied to the pixels as posted; other
+    views vary the scale a little (a trainer's resize to its bucket size). The window bounds the
+    cost. Reproducible from the view alone, so the cloak, the original and the target get the
+    very same window.
     """
     rng = random.Random(hash(view))  # a view holds numbers only, so its hash is not salted
-    scale = rng.uniform(*SPATIAL_SCALES)
+    scale = 1.0 if view.whole else rng.uniform(*SPATIAL_SCALES)
     height = min(view.height, max(8, round(window / scale)))
     width = min(view.width, max(8, round(window / scale)))
+    # A window of the whole image starts on its 8-px latent grid, so it sees the very latents
+    # the whole image encodes to; other views shift the grid (crops do).
+    grid = 8 if view.whole else 1
     return replace(
         view,
-        top=view.top + rng.randint(0, view.height - height),
-        left=view.left + rng.randint(0, view.width - width),
+        top=view.top + rng.randint(0, (view.height - height) // grid) * grid,
+        left=view.left + rng.randint(0, (view.width - width) // grid) * grid,
         height=height,
         width=width,
-        out_height=_multiple_of_8(height * scale),
-        out_width=_multiple_of_8(width * scale),
+        out_height=height if view.whole else _multiple_of_8(height * scale),
+        out_width=width if view.whole else _multiple_of_8(width * scale),
     )
 
 
@@ -107,7 +111,10 @@ class StyleTerm:
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
         """Weighted projection shift of ``cloaked`` under each view (one value per view)."""
         if self.encoder.spatial:
-            shifts = torch.cat([self._aligned_shift(cloaked, v) for v in views])
+            # One large window a step, not one per view: the latent moves with the fine detail
+            # of the whole area it sees, and on TAEF2 one 512-px window a step moved it twice as
+            # far as three 256-px windows, at about the same cost (see README, latent space).
+            shifts = self._aligned_shift(cloaked, views[0])
         elif self.target_image is not None:
             shifts = self._aligned_pooled_shift(cloaked, views)
         else:
@@ -182,9 +189,13 @@ def balance_terms(terms: Sequence[StyleTerm], image: torch.Tensor, views: Sequen
         return list(terms)  # pooled terms keep weight 1: nothing to measure
     sizes = []
     for term in terms:
-        x = image.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(term.shift(x, views).mean(), x)
-        sizes.append(float(grad.abs().mean()))
+        # View by view: a spatial term looks at one view a step, a pooled one at all of them.
+        pulls = []
+        for view in views:
+            x = image.detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(term.shift(x, [view]).mean(), x)
+            pulls.append(float(grad.abs().mean()))
+        sizes.append(sum(pulls) / len(pulls))
     pooled = [size for term, size in zip(terms, sizes, strict=True) if not term.encoder.spatial]
     reference = sum(pooled) / len(pooled) if pooled else REFERENCE_PULL
     weighted = []
