@@ -5,7 +5,12 @@ shift of flattened unit latents ((z(x') - z(x)) · (z(t) - z(x))) / |z(t) - z(x)
 pixelart version of the original, on the cloak and after JPEG 75, with PSNR, SSIM and seconds.
 ``--time-ensemble`` instead times the default ensemble with and without TAEF2 on one 4 MP image.
 
+``--reference`` replaces the cloak with the plainest white-box search: the whole image at its own
+size, no views, no budget map and no SSIM term, only the intensity's largest change and PSNR floor.
+What it reaches is about as far as this budget moves the latent at all (see README).
+
     python bench/latent.py [--limit N] [--start K] [--intensity default] [--quality default]
+    python bench/latent.py --reference [--limit N]
     python bench/latent.py --time-ensemble
 """
 
@@ -15,6 +20,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -37,27 +43,70 @@ TAEF2 = f"tae:flux2@{SHARED / 'models' / 'taef2'}"
 ENSEMBLE = ("openclip:ViT-B-32/random", "effnet-lite:0")
 
 
+def reference_search(tae, x: torch.Tensor, args: argparse.Namespace) -> Image.Image:
+    """Normalised-gradient ascent on the whole image's shift, projected onto the PSNR floor's
+    RMS change and the largest change; the step shrinks linearly from half the floor's RMS."""
+    from sfumato.engine.levels import budget_for, search_for
+    from sfumato.engine.objectives import projection_shift, unit
+    from sfumato.engine.stylizers import pixelart
+
+    budget = budget_for(args.intensity)
+    steps = args.steps or search_for(args.quality).steps
+    with torch.no_grad():
+        zx, zt = unit(tae.embed(x)), unit(tae.embed(pixelart(x)))
+    delta = torch.zeros_like(x)
+    for step in range(steps):
+        part = delta.clone().requires_grad_(True)
+        shift = projection_shift(unit(tae.embed((x + part).clamp(0, 1))), zx, zt).sum()
+        (grad,) = torch.autograd.grad(shift, part)
+        with torch.no_grad():
+            rate = 0.5 * (1 - step / steps) + 0.05
+            delta = delta + rate * budget.rms * grad / grad.pow(2).mean().sqrt().clamp_min(1e-12)
+            delta = (x + delta.clamp(-budget.eps_max, budget.eps_max)).clamp(0, 1) - x
+            delta = delta * min(1.0, budget.rms / float(delta.pow(2).mean().sqrt()))
+    pixels = ((x + delta).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def reference_each(paths: list[Path], tae, args: argparse.Namespace):
+    """Like ``cloak_each``, with the reference search in place of the cloak."""
+    from sfumato.engine.metrics import psnr, ssim_score
+
+    for path in paths:
+        original = Image.open(path).convert("RGB")
+        started = time.perf_counter()
+        image = reference_search(tae, as_tensor(original), args)
+        seconds = time.perf_counter() - started
+        a, b = (np.asarray(i, dtype=np.float32) / 255 for i in (original, image))
+        yield path, original, image, {"psnr": psnr(a, b), "ssim": ssim_score(a, b)}, seconds
+
+
 def efficacy(args: argparse.Namespace) -> None:
     from sfumato.engine.cloak import load_encoders
     from sfumato.engine.objectives import projection_shift
     from sfumato.engine.stylizers import pixelart
 
     (tae,) = load_encoders([TAEF2], torch.device("cpu"))
-    options = bench_options(args, style="pixelart", encoders=(TAEF2,), device="cpu")
+    paths = vangogh_images(args.limit, args.start)
+    if args.reference:
+        runs = reference_each(paths, tae, args)
+    else:
+        options = bench_options(args, style="pixelart", encoders=(TAEF2,), device="cpu")
+        runs = ((p, o, r.image, r.report, s) for p, o, r, s in cloak_each(paths, options, [tae]))
     keys = ("cloak", "jpeg75")
     shifts: dict[str, list[float]] = {k: [] for k in keys}
     psnrs, ssims, secs = [], [], []
-    for path, original, result, seconds in cloak_each(vangogh_images(args.limit, args.start), options, [tae]):
+    for path, original, image, report, seconds in runs:
         secs.append(seconds)
         x = as_tensor(original)
         zx, zt = features(tae, x), features(tae, pixelart(x))
-        for key, view in zip(keys, (result.image, jpeg(result.image)), strict=True):
+        for key, view in zip(keys, (image, jpeg(image)), strict=True):
             shifts[key].append(float(projection_shift(features(tae, view), zx, zt)[0]))
-        psnrs.append(result.report["psnr"])
-        ssims.append(result.report["ssim"])
+        psnrs.append(report["psnr"])
+        ssims.append(report["ssim"])
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
-            result.image.save(args.save / f"{path.stem}.png")
+            image.save(args.save / f"{path.stem}.png")
         print(
             path.stem,
             *(f"{shifts[k][-1]:.3f}" for k in keys),
@@ -125,6 +174,7 @@ def main() -> None:
     parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--time-ensemble", action="store_true")
+    parser.add_argument("--reference", action="store_true", help="the plain white-box search, not the cloak")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     (time_ensemble if args.time_ensemble else efficacy)(args)
