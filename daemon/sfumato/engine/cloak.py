@@ -99,8 +99,12 @@ def fixed_views(image: torch.Tensor, seed: int, count: int = CENTROID_VIEWS) -> 
 
 
 def clean_embedding(encoder: Encoder, image: torch.Tensor) -> torch.Tensor:
-    view = ViewSampler(image.shape[-2], image.shape[-1], seed=0)
+    """The unit embedding of the whole image: resized to a pooled encoder's input, and at its own
+    size for a latent encoder (as ``sfumato check`` and a generator's autoencoder see it)."""
     with torch.no_grad():
+        if encoder.spatial:
+            return unit(encoder.embed(image))[0]
+        view = ViewSampler(image.shape[-2], image.shape[-1], seed=0)
         return embed_views(encoder, image, [view.sample(mild=True)])[0]
 
 
