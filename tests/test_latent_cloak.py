@@ -65,6 +65,9 @@ def test_latent_cloak_moves_toward_pixelart_within_the_budget(tae, art):
     origin, goal = _latent(tae, art), _latent(tae, target)
     shift = float(projection_shift(_latent(tae, result.pixels), origin, goal)[0])
     assert shift > 0.05, f"the latent barely moved toward the target: shift {shift:.3f}"
+    # The report tells the user the shift of the image as posted, not of a resized copy.
+    (reported,) = result.report["encoders"]
+    assert reported["shift"] == pytest.approx(shift, abs=2e-3)
 
     budget = budget_for("default")
     assert max_change(art, result.pixels) <= budget.eps_max * 255 + 0.51  # plus 8-bit rounding
@@ -87,3 +90,17 @@ def test_ensemble_members_pull_on_the_pixels_with_comparable_strength(tae, art):
         sizes.append(float(grad.abs().mean()))
     ratio = max(sizes) / min(sizes)
     assert ratio < 2, f"one member pulls {ratio:.1f}x harder than the other: {sizes}"
+
+
+def test_a_latent_term_measures_one_window_a_step_whatever_the_number_of_views(tae, art):
+    """The latent term's cost stays one encoder pass a step: it scores the step's first view only."""
+    image = torch.from_numpy(art).permute(2, 0, 1)[None]
+    (term,), _ = build_terms([tae], image, StyleRequest("builtin", "pixelart"), seed=0)
+    sampler = ViewSampler(SIDE, SIDE, seed=9)
+    views = [sampler.sample(mild=True), sampler.sample(), sampler.sample()]
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(2))
+    cloaked = (image + 0.02 * noise).clamp(0, 1)
+    with torch.no_grad():
+        all_views, first = term.shift(cloaked, views), term.shift(cloaked, views[:1])
+    assert all_views.shape == (1,)
+    assert torch.equal(all_views, first)

@@ -81,3 +81,28 @@ def test_a_convnet_sees_each_view_at_its_scale_and_a_vit_at_its_own_size():
             term.shift(image, views)
         assert counting.sizes[-1] == effnet.size_for(views[0].scale)
     assert len(set(counting.sizes)) > 1
+
+
+def test_a_latent_encoder_sees_the_whole_image_at_its_own_scale_on_its_latent_grid():
+    """A generator's autoencoder encodes the image as posted: no resampling, the latent grid of the
+    image itself, inside a window that bounds the cost; other views vary scale and grid a little."""
+    from sfumato.engine.objectives import SPATIAL_SCALES, SPATIAL_WINDOW, spatial_view
+    from sfumato.engine.views import ViewSampler
+
+    height, width = 480, 640
+    sampler = ViewSampler(height, width, seed=3)
+    for _ in range(20):
+        window = spatial_view(sampler.sample(mild=True))
+        assert (window.out_height, window.out_width) == (window.height, window.width)
+        assert window.top % 8 == 0 and window.left % 8 == 0
+        assert max(window.height, window.width) <= SPATIAL_WINDOW
+        assert window.top + window.height <= height and window.left + window.width <= width
+    scales = []
+    for _ in range(40):
+        view = sampler.sample()
+        window = spatial_view(view)
+        assert view.top <= window.top and window.top + window.height <= view.top + view.height
+        scales.append(window.out_width / window.width)
+    low, high = SPATIAL_SCALES
+    assert all(low - 0.05 <= s <= high + 0.05 for s in scales), scales
+    assert max(scales) - min(scales) > 0.1  # the scale does vary
