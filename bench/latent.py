@@ -35,6 +35,7 @@ from _common import (
     mean,
     print_summary,
     print_table,
+    spread,
     vangogh_images,
 )
 
@@ -88,6 +89,8 @@ def efficacy(args: argparse.Namespace) -> None:
 
     (tae,) = load_encoders([TAEF2], torch.device("cpu"))
     paths = vangogh_images(args.limit, args.start)
+    if args.spread:  # every series of paintings in any prefix, not the olive groves first
+        paths = spread(vangogh_images())[args.start :][: args.limit]
     if args.reference:
         runs = reference_each(paths, tae, args)
     else:
@@ -175,6 +178,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--time-ensemble", action="store_true")
     parser.add_argument("--reference", action="store_true", help="the plain white-box search, not the cloak")
+    parser.add_argument("--spread", action="store_true", help="series by series (0, 5, 10...)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     (time_ensemble if args.time_ensemble else efficacy)(args)
