@@ -109,11 +109,12 @@ class StyleTerm:
     _references: dict = field(default_factory=dict, repr=False, compare=False)
 
     def shift(self, cloaked: torch.Tensor, views: Sequence[View]) -> torch.Tensor:
-        """Weighted projection shift of ``cloaked`` under each view (one value per view)."""
+        """Weighted projection shift of ``cloaked`` under each view (one value per view), or under
+        the first view only for a latent encoder."""
         if self.encoder.spatial:
             # One large window a step, not one per view: the latent moves with the fine detail
             # of the whole area it sees, and on TAEF2 one 512-px window a step moved it twice as
-            # far as three 256-px windows, at about the same cost (see README, latent space).
+            # far as three 256-px windows, for a sixth more time (see README, latent space).
             shifts = self._aligned_shift(cloaked, views[0])
         elif self.target_image is not None:
             shifts = self._aligned_pooled_shift(cloaked, views)
