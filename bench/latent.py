@@ -36,6 +36,7 @@ from _common import (
     print_summary,
     print_table,
     spread,
+    to_array,
     vangogh_images,
 )
 
@@ -78,7 +79,7 @@ def reference_each(paths: list[Path], tae, args: argparse.Namespace):
         started = time.perf_counter()
         image = reference_search(tae, as_tensor(original), args)
         seconds = time.perf_counter() - started
-        a, b = (np.asarray(i, dtype=np.float32) / 255 for i in (original, image))
+        a, b = to_array(original), to_array(image)
         yield path, original, image, {"psnr": psnr(a, b), "ssim": ssim_score(a, b)}, seconds
 
 
@@ -88,9 +89,10 @@ def efficacy(args: argparse.Namespace) -> None:
     from sfumato.engine.stylizers import pixelart
 
     (tae,) = load_encoders([TAEF2], torch.device("cpu"))
-    paths = vangogh_images(args.limit, args.start)
     if args.spread:  # every series of paintings in any prefix, not the olive groves first
         paths = spread(vangogh_images())[args.start :][: args.limit]
+    else:
+        paths = vangogh_images(args.limit, args.start)
     if args.reference:
         runs = reference_each(paths, tae, args)
     else:
