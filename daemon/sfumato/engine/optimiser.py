@@ -1,9 +1,10 @@
-"""The search: momentum sign-PGD over random views, inside the per-pixel budget.
+"""The search: momentum PGD over random views, inside the per-pixel budget.
 
 Three choices buy transfer to models we never optimise against: momentum on normalised
 gradients (MI-FGSM), input diversity (fresh random views each step) and translation-invariant
 gradient smoothing (a small Gaussian on the gradient, which also keeps the pattern low-key).
-An SSIM term pulls the change back wherever it buys no protection.
+An SSIM term pulls the change back wherever it buys no protection. A latent encoder, attacked
+white-box, gets neither the smoothing nor the long momentum.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from sfumato.engine.views import ViewPool
 from sfumato.errors import stop_if_asked
 
 MOMENTUM = 0.9
+# A latent encoder is attacked white-box: its own gradient, not a long average that transfers, is
+# the way to go. Measured on TAEF2 (olive grove, 20 steps): shift 0.215 at 0.5 against 0.195 at 0.9.
+LATENT_MOMENTUM = 0.5
 SSIM_WEIGHT = 0.5  # measured: transfer 0.5 > 2 at the same PSNR; flat colour is held by the budget map
 GRADIENT_SIGMA = 1.0
 STEP_START, STEP_END = 0.25, 0.04  # step size as a share of the local budget, cosine-annealed
@@ -53,13 +57,15 @@ def _gradient(
     terms: Sequence[StyleTerm],
     views: Sequence,
     similarity: SsimToReference | None,
-) -> torch.Tensor:
-    """d loss / d δ, translation-smoothed for pooled encoders and the SSIM term only.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """d loss / d δ in two parts: pooled encoders with the SSIM term (translation-smoothed), and
+    latent encoders (as they are).
 
     The smoothing buys transfer between classifiers; a latent encoder is attacked white-box, and
     the fine detail its 8× down-sampling keeps is what moves it (measured on TAEF2: shift 0.084
-    against 0.072 with the smoothing). Each group gets its own graph, so one backward each; the
-    SSIM term computes its own gradient, band by band.
+    against 0.072 with the smoothing). The parts are kept apart because the search gives each its
+    own momentum. Each group gets its own graph, so one backward each; the SSIM term computes its
+    own gradient, band by band.
     """
     smoothed = torch.zeros_like(image)
     sharp = torch.zeros_like(image)
@@ -79,7 +85,7 @@ def _gradient(
         smoothed += inside * similarity.gradient(moved.clamp(0, 1), SSIM_WEIGHT)
     if GRADIENT_SIGMA > 0:
         smoothed = gaussian_blur2d(smoothed, (5, 5), (GRADIENT_SIGMA, GRADIENT_SIGMA))
-    return smoothed + sharp
+    return smoothed, sharp
 
 
 def search_perturbation(
@@ -101,19 +107,24 @@ def search_perturbation(
     """
     pool = ViewPool(image.shape[-2], image.shape[-1], seed=seed, steps=search.steps, per_step=search.views)
     delta = torch.zeros_like(image)
-    momentum = torch.zeros_like(image)
+    momentum = torch.zeros_like(image)  # pooled encoders and SSIM
+    latent_momentum = torch.zeros_like(image)
     similarity = SsimToReference(image) if SSIM_WEIGHT else None
     for step in range(search.steps):
         stop_if_asked(should_stop)
         views = pool.views(step)
-        grad = _gradient(image, delta, terms, views, similarity)
+        pooled, latent = _gradient(image, delta, terms, views, similarity)
         with torch.no_grad():
             if greyscale:
-                grad = grad.mean(1, keepdim=True).expand_as(grad)
-            grad = grad / grad.abs().mean().clamp_min(1e-12)
-            momentum = MOMENTUM * momentum + grad
+                pooled = pooled.mean(1, keepdim=True).expand_as(pooled)
+                latent = latent.mean(1, keepdim=True).expand_as(latent)
+            # One scale for both parts keeps the balance balance_terms set between the members.
+            scale = (pooled + latent).abs().mean().clamp_min(1e-12)
+            momentum = MOMENTUM * momentum + pooled / scale
+            latent_momentum = LATENT_MOMENTUM * latent_momentum + latent / scale
+            direction = step_direction(momentum + latent_momentum, STEP_POWER)
             step_size = step_fraction(step, search.steps) * eps
-            delta = _inside(image, delta.detach() - step_size * step_direction(momentum, STEP_POWER), eps)
+            delta = _inside(image, delta.detach() - step_size * direction, eps)
             if rms is not None:
                 delta = delta * min(1.0, rms / max(_rms(delta), 1e-12))
         if progress is not None:
