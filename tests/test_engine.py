@@ -286,3 +286,17 @@ def test_ssim_term_equals_kornias_ssim_in_value_and_gradient(monkeypatch):
     assert torch.allclose(term.gradient(changed, 0.5), 0.5 * theirs.grad, rtol=1e-4, atol=1e-9)
     assert float(term.loss(original)) == pytest.approx(0.0, abs=1e-6)
 
+
+@pytest.mark.parametrize("level", ["low", "default", "high", "max"])
+def test_with_a_latent_encoder_texture_may_take_the_largest_change_and_flat_colour_stays_held(level):
+    """A latent encoder's white-box gradient decides where the floor is spent inside the texture;
+    the map still holds flat colour, where changes show first, to its small share."""
+    from sfumato.engine.budget import budget_map
+    from sfumato.engine.levels import LATENT_MAP_HEADROOM
+
+    x = torch.from_numpy(as_array(half_flat(128))).permute(2, 0, 1)[None]
+    budget = budget_for(level)
+    latent = budget_map(x, budget, LATENT_MAP_HEADROOM)[0, 0] * 255
+    flat, textured = (slice(None), slice(8, 56)), (slice(None), slice(72, None))
+    assert latent[flat].max() <= budget.eps_max * budget.flat_fraction * 255 + 1e-4
+    assert latent[textured].min() >= budget.eps_max * 255 * 0.95

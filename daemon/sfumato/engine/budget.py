@@ -27,8 +27,9 @@ def texture_map(image: torch.Tensor, window: int = 7) -> torch.Tensor:
     return -F.max_pool2d(-std, kernel_size=5, stride=1, padding=2)
 
 
-def budget_map(image: torch.Tensor, budget: Budget) -> torch.Tensor:
-    """eps(p) = clamp(λ·texture, flat, eps_max), λ chosen so the map's RMS is the floor's with headroom.
+def budget_map(image: torch.Tensor, budget: Budget, headroom: float = MAP_HEADROOM) -> torch.Tensor:
+    """eps(p) = clamp(λ·texture, flat, eps_max), λ chosen so the map's RMS is the floor's times
+    ``headroom``.
 
     Flat colour never gets more than ``flat_fraction`` of the largest change, whatever the headroom.
     """
@@ -36,7 +37,7 @@ def budget_map(image: torch.Tensor, budget: Budget) -> torch.Tensor:
     if budget.eps_max <= 0:
         return torch.zeros_like(image[:, :1])
     texture = texture_map(image)
-    target = min(budget.rms * MAP_HEADROOM, budget.eps_max)
+    target = min(budget.rms * headroom, budget.eps_max)
 
     def rms(scale: float) -> float:
         eps = (scale * texture).clamp(lo_eps, budget.eps_max)
