@@ -64,9 +64,8 @@ def test_latent_cloak_moves_toward_pixelart_within_the_budget(tae, art):
     target = pixelart(torch.from_numpy(art).permute(2, 0, 1)[None]).permute(0, 2, 3, 1)[0].numpy()
     origin, goal = _latent(tae, art), _latent(tae, target)
     shift = float(projection_shift(_latent(tae, result.pixels), origin, goal)[0])
-    # White-box, with its own short momentum and the whole textured area open to it, the latent
-    # moves a third of the way here (0.34; 0.24 with the pooled encoders' momentum and map).
-    assert shift > 0.3, f"the latent moved too little toward the target: shift {shift:.3f}"
+    # 12 steps on this small painting move it a quarter of the way (0.25).
+    assert shift > 0.2, f"the latent moved too little toward the target: shift {shift:.3f}"
     # The report tells the user the shift of the image as posted, not of a resized copy.
     (reported,) = result.report["encoders"]
     assert reported["shift"] == pytest.approx(shift, abs=2e-3)

@@ -27,17 +27,26 @@ def texture_map(image: torch.Tensor, window: int = 7) -> torch.Tensor:
     return -F.max_pool2d(-std, kernel_size=5, stride=1, padding=2)
 
 
-def budget_map(image: torch.Tensor, budget: Budget, headroom: float = MAP_HEADROOM) -> torch.Tensor:
-    """eps(p) = clamp(λ·texture, flat, eps_max), λ chosen so the map's RMS is the floor's times
-    ``headroom``.
+def budget_map(image: torch.Tensor, budget: Budget, masking: float = 0.0) -> torch.Tensor:
+    """eps(p) = clamp(max(λ·texture, masking·texture), flat, eps_max), λ chosen so that the map
+    without masking has the floor's RMS with headroom.
 
-    Flat colour never gets more than ``flat_fraction`` of the largest change, whatever the headroom.
+    ``masking``: a change of up to this share of the local luminance std is hidden by the texture
+    itself, so strong brushwork may take the largest change whatever the rest of the image holds.
+    Flat colour never gets more than ``flat_fraction`` of the largest change.
     """
     lo_eps = budget.eps_max * budget.flat_fraction
     if budget.eps_max <= 0:
         return torch.zeros_like(image[:, :1])
     texture = texture_map(image)
-    target = min(budget.rms * headroom, budget.eps_max)
+    eps = _scaled_to_floor(texture, budget, lo_eps)
+    if masking > 0:
+        eps = torch.maximum(eps, (masking * texture).clamp(max=budget.eps_max))
+    return eps
+
+
+def _scaled_to_floor(texture: torch.Tensor, budget: Budget, lo_eps: float) -> torch.Tensor:
+    target = min(budget.rms * MAP_HEADROOM, budget.eps_max)
 
     def rms(scale: float) -> float:
         eps = (scale * texture).clamp(lo_eps, budget.eps_max)

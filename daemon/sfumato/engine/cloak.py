@@ -21,7 +21,7 @@ from sfumato.engine.budget import budget_map
 from sfumato.engine.devices import pick_device, release_freed_memory, set_threads
 from sfumato.engine.encoders import Encoder, load_encoder
 from sfumato.engine.encoders.base import resize_antialiased
-from sfumato.engine.levels import LATENT_MAP_HEADROOM, MAP_HEADROOM, budget_for, search_for
+from sfumato.engine.levels import LATENT_TEXTURE_MASKING, budget_for, search_for
 from sfumato.engine.metrics import max_change, psnr, ssim_score
 from sfumato.engine.objectives import (
     StyleTerm,
@@ -264,7 +264,7 @@ def cloak_image(
         ([], None) if request.kind == "none" else build_terms(encoders, work, request, options.seed)
     )
     latent = any(term.encoder.spatial for term in terms)
-    eps = budget_map(work, budget, LATENT_MAP_HEADROOM if latent else MAP_HEADROOM)
+    eps = budget_map(work, budget, LATENT_TEXTURE_MASKING if latent else 0.0)
     if budget.eps_max > 0:
         delta = search_perturbation(
             work,
