@@ -318,3 +318,25 @@ def test_with_a_latent_encoder_strong_brushwork_takes_more_and_smooth_and_flat_a
     assert torch.allclose(latent[brushwork][strong], torch.tensor(budget.eps_max))
     assert latent[brushwork].mean() > plain[brushwork].mean()
     assert (latent >= plain).all()
+
+
+def test_the_ssim_floor_scales_the_change_back_along_itself_only_as_far_as_needed():
+    """A change whose structure shows (SSIM under the floor) is scaled down, not reshaped, until
+    the floor holds; one that already keeps the floor is left as it is."""
+    from sfumato.engine.optimiser import hold_ssim_floor
+    from sfumato.engine.ssim_term import SsimToReference
+
+    gen = torch.Generator().manual_seed(5)
+    ramp = torch.linspace(0.3, 0.6, 48)
+    image = (ramp[None, None, :, None] + 0.02 * torch.rand(1, 3, 48, 48, generator=gen)).clamp(0, 1)
+    delta = 0.03 * torch.randn(image.shape, generator=gen)
+    similarity = SsimToReference(image)
+    before = 1 - float(similarity.loss((image + delta).clamp(0, 1)))
+    assert before < 0.9  # the test change breaks the floor
+
+    held = hold_ssim_floor(image, delta, similarity, 0.95)
+    after = 1 - float(similarity.loss((image + held).clamp(0, 1)))
+    assert 0.95 <= after < 0.951  # on the floor, not far above it
+    share = float((held * delta).sum() / delta.pow(2).sum())
+    assert 0 < share < 1 and torch.allclose(held, share * delta, atol=1e-7)
+    assert torch.equal(hold_ssim_floor(image, held, similarity, 0.9), held)

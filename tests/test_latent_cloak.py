@@ -13,7 +13,7 @@ from PIL import Image
 from sfumato.engine.cloak import build_terms, cloak_image
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.levels import budget_for
-from sfumato.engine.metrics import max_change, psnr
+from sfumato.engine.metrics import max_change, psnr, ssim_score
 from sfumato.engine.objectives import projection_shift, unit
 from sfumato.engine.stylizers import pixelart
 from sfumato.engine.targets import StyleRequest
@@ -64,7 +64,7 @@ def test_latent_cloak_moves_toward_pixelart_within_the_budget(tae, art):
     target = pixelart(torch.from_numpy(art).permute(2, 0, 1)[None]).permute(0, 2, 3, 1)[0].numpy()
     origin, goal = _latent(tae, art), _latent(tae, target)
     shift = float(projection_shift(_latent(tae, result.pixels), origin, goal)[0])
-    # 12 steps on this small painting move it a quarter of the way (0.25).
+    # 12 steps on this small painting move it most of a quarter of the way (0.23).
     assert shift > 0.2, f"the latent moved too little toward the target: shift {shift:.3f}"
     # The report tells the user the shift of the image as posted, not of a resized copy.
     (reported,) = result.report["encoders"]
@@ -73,6 +73,9 @@ def test_latent_cloak_moves_toward_pixelart_within_the_budget(tae, art):
     budget = budget_for("default")
     assert max_change(art, result.pixels) <= budget.eps_max * 255 + 0.51  # plus 8-bit rounding
     assert psnr(art, result.pixels) >= budget.psnr_floor - 0.5
+    # The energy alone would let the search paint the target's block edges (SSIM 0.966 here
+    # without the floor); the written pixels keep the structure.
+    assert ssim_score(art, result.pixels) >= budget.latent_ssim_floor
 
 
 def test_ensemble_members_pull_on_the_pixels_with_comparable_strength(tae, art):

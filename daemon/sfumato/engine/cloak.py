@@ -210,9 +210,14 @@ def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: in
 
 
 def within_floor(
-    pixels: np.ndarray, delta: torch.Tensor, bit_depth: int, floor: float
+    pixels: np.ndarray,
+    delta: torch.Tensor,
+    bit_depth: int,
+    floor: float,
+    ssim_floor: float | None = None,
 ) -> tuple[np.ndarray, float]:
-    """The output pixels and their PSNR, which is at least ``floor``.
+    """The output pixels and their PSNR, which is at least ``floor`` (and their SSIM at least
+    ``ssim_floor``, when given).
 
     Rounding to the output's bit depth adds to the change: a δ that sits at a budget cap between
     two levels rounds the same way everywhere (up to 0.2 dB measured). Where that crosses the
@@ -226,7 +231,32 @@ def within_floor(
         delta = delta * 10 ** ((achieved - floor - 0.01) / 20)
         out = apply_full_resolution(pixels, delta, bit_depth)
         achieved = psnr(pixels, out)
+    if ssim_floor is not None and ssim_score(pixels, out) < ssim_floor:
+        out = _within_ssim_floor(pixels, delta, bit_depth, ssim_floor)
+        achieved = psnr(pixels, out)
     return out, achieved
+
+
+def _within_ssim_floor(pixels: np.ndarray, delta: torch.Tensor, bit_depth: int, floor: float) -> np.ndarray:
+    """The largest share of δ, found in a few tries, whose rounded pixels keep SSIM at ``floor``.
+
+    The search held the floor before rounding; rounding does not scale with δ (a small change
+    that rounds to nothing costs nothing), so the share is narrowed between a try that passed and
+    one that did not. If none passes, the smallest try is written (the report shows its SSIM).
+    """
+    passed, failed = 0.0, 1.0
+    best = None
+    share = 0.98
+    for _ in range(6):
+        out = apply_full_resolution(pixels, delta * share, bit_depth)
+        if ssim_score(pixels, out) >= floor:
+            passed, best = share, out
+            if failed - passed < 0.01:
+                break
+        else:
+            failed = share
+        share = (passed + failed) / 2 if best is not None else share * 0.9
+    return out if best is None else best
 
 
 def cloak_image(
@@ -264,6 +294,7 @@ def cloak_image(
         ([], None) if request.kind == "none" else build_terms(encoders, work, request, options.seed)
     )
     latent = any(term.encoder.spatial for term in terms)
+    ssim_floor = budget.latent_ssim_floor if latent else None
     eps = budget_map(work, budget, LATENT_TEXTURE_MASKING if latent else 0.0)
     if budget.eps_max > 0:
         delta = search_perturbation(
@@ -273,6 +304,7 @@ def cloak_image(
             search,
             seed=options.seed,
             rms=budget.rms,
+            ssim_floor=ssim_floor,
             greyscale=greyscale,
             progress=progress,
             should_stop=should_stop,
@@ -280,7 +312,7 @@ def cloak_image(
     else:
         delta = torch.zeros_like(work)
     release_freed_memory()
-    out, achieved = within_floor(pixels, delta, bit_depth, budget.psnr_floor)
+    out, achieved = within_floor(pixels, delta, bit_depth, budget.psnr_floor, ssim_floor)
 
     cloaked_work = working_copy(out, search.work_side, device)
     encoder_reports = []

@@ -97,6 +97,7 @@ def search_perturbation(
     *,
     seed: int,
     rms: float | None = None,
+    ssim_floor: float | None = None,
     greyscale: bool = False,
     progress: Callable[[float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -105,16 +106,18 @@ def search_perturbation(
 
     ``rms``: after every step δ is scaled back onto this root-mean-square change (the PSNR
     floor), so a budget map with headroom lets the search spend the whole floor where it helps.
+    ``ssim_floor``: after every step, and at the end, δ is scaled down until the cloak's SSIM to
+    the original is at least this.
     """
     pool = ViewPool(image.shape[-2], image.shape[-1], seed=seed, steps=search.steps, per_step=search.views)
     delta = torch.zeros_like(image)
     momentum = torch.zeros_like(image)  # pooled encoders and SSIM
     latent_momentum = torch.zeros_like(image)
-    similarity = SsimToReference(image) if SSIM_WEIGHT else None
+    similarity = SsimToReference(image) if SSIM_WEIGHT or ssim_floor else None
     for step in range(search.steps):
         stop_if_asked(should_stop)
         views = pool.views(step)
-        pooled, latent = _gradient(image, delta, terms, views, similarity)
+        pooled, latent = _gradient(image, delta, terms, views, similarity if SSIM_WEIGHT else None)
         with torch.no_grad():
             if greyscale:
                 pooled = pooled.mean(1, keepdim=True).expand_as(pooled)
@@ -128,11 +131,39 @@ def search_perturbation(
             delta = _inside(image, delta.detach() - step_size * direction, eps)
             if rms is not None:
                 delta = delta * min(1.0, rms / max(_rms(delta), 1e-12))
+            if ssim_floor is not None:
+                delta = hold_ssim_floor(image, delta, similarity, ssim_floor)
         if progress is not None:
             progress((step + 1) / search.steps)
     if rms is not None:
         delta = spend_floor(image, delta.detach(), eps, rms)
+    if ssim_floor is not None:
+        delta = hold_ssim_floor(image, delta, similarity, ssim_floor)
     return delta.detach()
+
+
+def hold_ssim_floor(
+    image: torch.Tensor, delta: torch.Tensor, similarity: SsimToReference, floor: float
+) -> torch.Tensor:
+    """δ scaled down along itself, if need be, until SSIM(image + δ, image) is at least ``floor``.
+
+    The PSNR floor bounds the change's energy, not its structure: on a painting with little fine
+    texture, a white-box latent search spends that energy on blocky patches that show. Scaling
+    along δ keeps the direction the search found; a scaled δ stays inside the map and the pixel
+    range, since image + f·δ lies between the original and the cloak.
+    """
+
+    def score(share: float) -> float:
+        with torch.no_grad():
+            return 1 - float(similarity.loss((image + share * delta).clamp(0, 1)))
+
+    if score(1.0) >= floor:
+        return delta
+    lo, hi = 0.0, 1.0
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if score(mid) >= floor else (lo, mid)
+    return delta * lo
 
 
 def spend_floor(image: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, rms: float) -> torch.Tensor:
