@@ -53,7 +53,11 @@ class SsimToReference:
         return num / (den + EPS)
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
-        return 1 - self._ssim_rows(image, 0, 0, image.shape[-2]).mean()
+        return 1 - self.map(image).mean()
+
+    def map(self, image: torch.Tensor) -> torch.Tensor:
+        """Local SSIM of ``image`` to the reference, per pixel and channel."""
+        return self._ssim_rows(image, 0, 0, image.shape[-2])
 
     def gradient(self, image: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         """d(weight · loss)/d image, band by band: exact, since each band's rows are filtered
