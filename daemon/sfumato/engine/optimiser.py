@@ -163,9 +163,10 @@ def hold_ssim_floor(
     the cloak.
     """
     with torch.no_grad():
-        if _ssim(image, delta, similarity) >= floor:
+        local = similarity.map((image + delta).clamp(0, 1)).mean(1, keepdim=True)
+        if float(local.mean()) >= floor:
             return delta
-        deficit = 1 - similarity.map((image + delta).clamp(0, 1)).mean(1, keepdim=True)
+        deficit = 1 - local
         size = 2 * math.ceil(3 * DEFICIT_SIGMA) + 1
         deficit = gaussian_blur2d(
             deficit.clamp_min(0), (size, size), (DEFICIT_SIGMA, DEFICIT_SIGMA), border_type="reflect"
