@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from enginekit import TINY_CLIP, artwork, as_array, half_flat
-from sfumato.engine.cloak import apply_full_resolution, cloak_image, load_encoders
+from sfumato.engine.cloak import apply_full_resolution, cloak_image, load_encoders, within_floor
 from sfumato.engine.levels import budget_for
-from sfumato.engine.metrics import psnr
+from sfumato.engine.metrics import psnr, ssim_score
 from sfumato.engine.objectives import projection_shift, unit
 from sfumato.engine.stylizers import STYLIZERS, pixelart
 from sfumato.errors import Cancelled, EncoderError
@@ -173,6 +173,23 @@ def test_bands_join_seamlessly_when_the_perturbation_is_upsampled():
     direct = torch.nn.functional.interpolate(delta, size=(1300, 90), mode="bilinear", align_corners=False)
     expected = np.round((0.5 + direct[0].permute(1, 2, 0).numpy()) * 65535) / 65535
     assert np.abs(out - expected).max() < 2e-4
+
+
+def test_written_pixels_keep_the_ssim_floor_and_report_the_ssim_they_have():
+    """Rounding to 8 bits can push a cloak under the SSIM floor; the write takes δ back until the
+    rounded pixels hold it, and hands back the SSIM of those very pixels for the report."""
+    pixels = as_array(artwork(64))
+    noise = torch.randn((1, 3, 64, 64), generator=torch.Generator().manual_seed(3))
+    delta = 6 / 255 * noise.clamp(-1, 1)
+    full, _, _ = within_floor(pixels, delta, 8, floor=20.0, ssim_floor=0.0)
+    floor = 1 - (1 - ssim_score(pixels, full)) / 2  # half the structural change δ makes
+    out, achieved, similarity = within_floor(pixels, delta, 8, floor=20.0, ssim_floor=floor)
+    assert similarity == pytest.approx(ssim_score(pixels, out), abs=1e-6)
+    assert similarity >= floor
+    assert achieved == pytest.approx(psnr(pixels, out), abs=1e-6)
+    assert psnr(pixels, out) > psnr(pixels, full) + 1  # the change was taken back, not left as it was
+    _, _, unchecked = within_floor(pixels, delta, 8, floor=20.0)
+    assert unchecked is None  # no SSIM computed where no floor asks for it
 
 
 def test_should_stop_cancels_without_a_result(effnet):
