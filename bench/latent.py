@@ -3,6 +3,10 @@
 Cloak the shared Van Gogh images toward ``pixelart`` against TAEF2, then measure the projection
 shift of flattened unit latents ((z(x') - z(x)) · (z(t) - z(x))) / |z(t) - z(x)|², with t the
 pixelart version of the original, on the cloak and after JPEG 75, with PSNR, SSIM and seconds.
+Two more columns say whether the shift survives what a trainer does to a posted image, the cloak,
+the original and the target transformed alike: a crop 3-5 px off the 8-px latent grid, and a
+resize to 0.8×. ``--measure DIR`` measures the cloaks an earlier run wrote with ``--save DIR``
+instead of cloaking again.
 ``--time-ensemble`` instead times the default ensemble with and without TAEF2 on one 4 MP image.
 
 ``--reference`` replaces the cloak with the plainest white-box search: the whole image at its own
@@ -11,6 +15,7 @@ What it reaches is about as far as this budget moves the latent at all (see READ
 
     python bench/latent.py [--limit N] [--start K] [--intensity default] [--quality default]
     python bench/latent.py --reference [--limit N]
+    python bench/latent.py --measure DIR [--limit N] [--start K]
     python bench/latent.py --time-ensemble
 """
 
@@ -70,6 +75,41 @@ def reference_search(tae, x: torch.Tensor, args: argparse.Namespace) -> Image.Im
     return Image.fromarray(pixels, "RGB")
 
 
+def off_grid_crop(x: torch.Tensor) -> torch.Tensor:
+    """3 px off the top and 5 off the left (and the other way round at the far edges)."""
+    return x[..., 3:-5, 5:-3]
+
+
+def resized(x: torch.Tensor, factor: float = 0.8) -> torch.Tensor:
+    small = torch.nn.functional.interpolate(x, scale_factor=factor, mode="bilinear", antialias=True)
+    return small.clamp(0, 1)
+
+
+def surviving_shifts(tae, original: torch.Tensor, cloak: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """The shift after each trainer's transform, applied alike to the cloak, original and target:
+    a latent is spatial, so a crop that moves its 8-px grid, or a resize, is a new image to it."""
+    from sfumato.engine.objectives import projection_shift
+
+    shifts = []
+    for op in (off_grid_crop, resized):
+        moved, origin, goal = (features(tae, op(x)) for x in (cloak, original, target))
+        shifts.append(float(projection_shift(moved, origin, goal)[0]))
+    return shifts
+
+
+def measured_each(paths: list[Path], folder: Path):
+    """Like ``cloak_each``, for cloaks an earlier run saved in ``folder`` (no seconds)."""
+    from sfumato.engine.metrics import psnr, ssim_score
+
+    for path in paths:
+        saved = folder / f"{path.stem}.png"
+        if not saved.is_file():
+            raise SystemExit(f"{saved}: no saved cloak for {path.name} (run with --save {folder} first)")
+        original, image = Image.open(path).convert("RGB"), Image.open(saved).convert("RGB")
+        a, b = to_array(original), to_array(image)
+        yield path, original, image, {"psnr": psnr(a, b), "ssim": ssim_score(a, b)}, float("nan")
+
+
 def reference_each(paths: list[Path], tae, args: argparse.Namespace):
     """Like ``cloak_each``, with the reference search in place of the cloak."""
     from sfumato.engine.metrics import psnr, ssim_score
@@ -93,20 +133,25 @@ def efficacy(args: argparse.Namespace) -> None:
         paths = spread(vangogh_images())[args.start :][: args.limit]
     else:
         paths = vangogh_images(args.limit, args.start)
-    if args.reference:
+    if args.measure:
+        runs = measured_each(paths, args.measure)
+    elif args.reference:
         runs = reference_each(paths, tae, args)
     else:
         options = bench_options(args, style="pixelart", encoders=(TAEF2,), device="cpu")
         runs = ((p, o, r.image, r.report, s) for p, o, r, s in cloak_each(paths, options, [tae]))
-    keys = ("cloak", "jpeg75")
+    keys = ("cloak", "jpeg75", "crop", "resize")
     shifts: dict[str, list[float]] = {k: [] for k in keys}
     psnrs, ssims, secs = [], [], []
     for path, original, image, report, seconds in runs:
         secs.append(seconds)
         x = as_tensor(original)
-        zx, zt = features(tae, x), features(tae, pixelart(x))
-        for key, view in zip(keys, (image, jpeg(image)), strict=True):
+        target = pixelart(x)
+        zx, zt = features(tae, x), features(tae, target)
+        for key, view in zip(keys[:2], (image, jpeg(image)), strict=True):
             shifts[key].append(float(projection_shift(features(tae, view), zx, zt)[0]))
+        for key, shift in zip(keys[2:], surviving_shifts(tae, x, as_tensor(image), target), strict=True):
+            shifts[key].append(shift)
         psnrs.append(report["psnr"])
         ssims.append(report["ssim"])
         if args.save:
@@ -117,12 +162,27 @@ def efficacy(args: argparse.Namespace) -> None:
             *(f"{shifts[k][-1]:.3f}" for k in keys),
             f"{psnrs[-1]:.2f}",
             f"{ssims[-1]:.4f}",
-            f"{secs[-1]:.1f}s",
+            "—" if args.measure else f"{secs[-1]:.1f}s",
             flush=True,
         )
     print_summary(
-        ["images", "shift on cloak", "after JPEG 75", "mean PSNR (dB)", "mean SSIM", "s/image"],
-        [str(len(psnrs)), *(mean(shifts[k], 3) for k in keys), mean(psnrs, 2), mean(ssims, 4), mean(secs, 1)],
+        [
+            "images",
+            "shift on cloak",
+            "after JPEG 75",
+            "off-grid crop",
+            "0.8× resize",
+            "mean PSNR (dB)",
+            "mean SSIM",
+            "s/image",
+        ],
+        [
+            str(len(psnrs)),
+            *(mean(shifts[k], 3) for k in keys),
+            mean(psnrs, 2),
+            mean(ssims, 4),
+            "—" if args.measure else mean(secs, 1),
+        ],
     )
 
 
@@ -180,6 +240,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--time-ensemble", action="store_true")
     parser.add_argument("--reference", action="store_true", help="the plain white-box search, not the cloak")
+    parser.add_argument("--measure", type=Path, default=None, help="measure the cloaks saved in this folder")
     parser.add_argument("--spread", action="store_true", help="series by series (0, 5, 10...)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
