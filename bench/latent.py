@@ -99,28 +99,26 @@ def surviving_shifts(tae, original: torch.Tensor, cloak: torch.Tensor, target: t
 
 def measured_each(paths: list[Path], folder: Path):
     """Like ``cloak_each``, for cloaks an earlier run saved in ``folder`` (no seconds)."""
-    from sfumato.engine.metrics import psnr, ssim_score
+    from sfumato.verify.figures import visual_change
 
     for path in paths:
         saved = folder / f"{path.stem}.png"
         if not saved.is_file():
             raise SystemExit(f"{saved}: no saved cloak for {path.name} (run with --save {folder} first)")
         original, image = Image.open(path).convert("RGB"), Image.open(saved).convert("RGB")
-        a, b = to_array(original), to_array(image)
-        yield path, original, image, {"psnr": psnr(a, b), "ssim": ssim_score(a, b)}, float("nan")
+        yield path, original, image, visual_change(to_array(original), to_array(image)), float("nan")
 
 
 def reference_each(paths: list[Path], tae, args: argparse.Namespace):
     """Like ``cloak_each``, with the reference search in place of the cloak."""
-    from sfumato.engine.metrics import psnr, ssim_score
+    from sfumato.verify.figures import visual_change
 
     for path in paths:
         original = Image.open(path).convert("RGB")
         started = time.perf_counter()
         image = reference_search(tae, as_tensor(original), args)
         seconds = time.perf_counter() - started
-        a, b = to_array(original), to_array(image)
-        yield path, original, image, {"psnr": psnr(a, b), "ssim": ssim_score(a, b)}, seconds
+        yield path, original, image, visual_change(to_array(original), to_array(image)), seconds
 
 
 def efficacy(args: argparse.Namespace) -> None:
