@@ -188,8 +188,9 @@ def test_written_pixels_keep_the_ssim_floor_and_report_the_ssim_they_have():
     assert similarity >= floor
     assert achieved == pytest.approx(psnr(pixels, out), abs=1e-6)
     assert psnr(pixels, out) > psnr(pixels, full) + 1  # the change was taken back, not left as it was
-    _, _, unchecked = within_floor(pixels, delta, 8, floor=20.0)
-    assert unchecked is None  # no SSIM computed where no floor asks for it
+    unchecked, _, its_ssim = within_floor(pixels, delta, 8, floor=20.0)
+    assert np.array_equal(unchecked, full)  # no floor: nothing taken back
+    assert its_ssim == pytest.approx(ssim_score(pixels, unchecked), abs=1e-6)  # still the written pixels'
 
 
 def test_should_stop_cancels_without_a_result(effnet):

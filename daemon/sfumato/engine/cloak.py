@@ -215,9 +215,9 @@ def within_floor(
     bit_depth: int,
     floor: float,
     ssim_floor: float | None = None,
-) -> tuple[np.ndarray, float, float | None]:
-    """The output pixels, their PSNR, which is at least ``floor``, and, when ``ssim_floor`` is
-    given, their SSIM, which is at least that (otherwise None: SSIM was not needed here).
+) -> tuple[np.ndarray, float, float]:
+    """The output pixels, their PSNR, which is at least ``floor``, and their SSIM, which is at
+    least ``ssim_floor`` when given.
 
     Rounding to the output's bit depth adds to the change: a δ that sits at a budget cap between
     two levels rounds the same way everywhere (up to 0.2 dB measured). Where that crosses the
@@ -232,10 +232,8 @@ def within_floor(
         delta = delta * 10 ** ((achieved - floor - 0.01) / 20)
         out = apply_full_resolution(pixels, delta, bit_depth)
         achieved = psnr(pixels, out)
-    if ssim_floor is None:
-        return out, achieved, None
     similarity = ssim_score(pixels, out)
-    if similarity < ssim_floor:
+    if ssim_floor is not None and similarity < ssim_floor:
         out, similarity = _within_ssim_floor(pixels, delta, bit_depth, ssim_floor)
         achieved = psnr(pixels, out)
     return out, achieved, similarity
@@ -349,7 +347,7 @@ def cloak_image(
             "mean_budget": round(float(eps.mean()) * 255, 3),
         },
         "psnr": round(achieved, 3),
-        "ssim": round(similarity if similarity is not None else ssim_score(pixels, out), 5),
+        "ssim": round(similarity, 5),
         "max_change": round(max_change(pixels, out), 3),
         "encoders": encoder_reports,
         "poison": poison_report(poison, encoders, cloaked_work),
