@@ -32,7 +32,7 @@ def main() -> None:
     encoders = load_encoders(["effnet-lite:0"], torch.device("cpu"))
     images = [Image.open(p).convert("RGB") for p in vangogh_images(args.limit)]
     rows = []
-    for level, (eps, floor) in INTENSITIES.items():
+    for level, (eps, floor, _jod) in INTENSITIES.items():
         options = CloakOptions(
             style="pixelart",
             intensity=level,

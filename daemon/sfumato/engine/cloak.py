@@ -36,6 +36,7 @@ from sfumato.engine.poison import PoisonPlan, combine_terms, plan_poison, target
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.engine.targets import StyleRequest, parse_style, reference_images, text_targets
 from sfumato.engine.views import View, ViewSampler
+from sfumato.engine.visibility import hold_jod_floor
 from sfumato.errors import UsageError
 from sfumato.options import CloakOptions
 
@@ -315,6 +316,7 @@ def cloak_image(
             progress=progress,
             should_stop=should_stop,
         )
+        delta = hold_jod_floor(work, delta, budget.jod_floor, work.shape[-1] / pixels.shape[1])
     else:
         delta = torch.zeros_like(work)
     release_freed_memory()
@@ -344,6 +346,7 @@ def cloak_image(
         "budget": {
             "max_change": round(budget.eps_max * 255, 3),
             "psnr_floor": round(budget.psnr_floor, 2),
+            "jod_floor": round(budget.jod_floor, 2),
             "mean_budget": round(float(eps.mean()) * 255, 3),
         },
         "psnr": round(achieved, 3),

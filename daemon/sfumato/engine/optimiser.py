@@ -200,8 +200,22 @@ def spend_floor(image: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, rms
     return delta
 
 
+# The eye is most sensitive to patches a few to a few tens of pixels across (at 100 % on a 4K
+# monitor): a blotch there shows where a grain of the same amplitude does not. The change's local
+# mean (Gaussian, σ LOW_PASS_SIGMA) may reach only this share of the local budget. Measured with
+# the texture map's erosion, at 16 steps: JOD 9.53 -> 9.76 and SSIMULACRA2 51 -> 64 on a Van Gogh
+# at the same PSNR (held-out shift 0.289 -> 0.254), rocket 9.03 -> 9.24.
+LOW_FREQUENCY_SHARE = 0.3
+LOW_PASS_SIGMA = 3.0
+
+
 def _inside(image: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """δ clipped to the per-pixel budget and to what keeps image + δ in [0, 1]."""
+    """δ with its blotches capped, clipped to the per-pixel budget and to what keeps image + δ
+    in [0, 1]."""
+    size = 2 * math.ceil(2 * LOW_PASS_SIGMA) + 1
+    low = gaussian_blur2d(delta, (size, size), (LOW_PASS_SIGMA, LOW_PASS_SIGMA), border_type="reflect")
+    cap = LOW_FREQUENCY_SHARE * eps
+    delta = delta - (low - torch.maximum(torch.minimum(low, cap), -cap))
     delta = torch.maximum(torch.minimum(delta, eps), -eps)
     return (image + delta).clamp(0, 1) - image
 

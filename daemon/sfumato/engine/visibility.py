@@ -1,0 +1,121 @@
+"""The eye in the loop: ColorVideoVDP decides where the cloak shows, and takes it back there.
+
+PSNR and SSIM bound the change's energy and structure, not what a person sees: a change that is
+invisible in brushwork shows as blotches in a clear sky and as fringes along a clean edge at the
+same PSNR. ColorVideoVDP (Mantiuk et al., SIGGRAPH 2024) models contrast sensitivity by spatial
+frequency and colour, contrast masking and the display, and scores in just-objectionable
+differences (JOD, 10 = no visible difference). The search keeps each cloak at or above its
+level's JOD floor the same way it keeps an SSIM floor: local water-filling, taking the change
+back furthest where the model says it shows most.
+
+The display is a 4K monitor at a normal desk distance (cvvdp's ``standard_4k``): a picture is
+judged at 100 %, pixel for pixel, which is how an artist inspects a posted file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import math
+import warnings
+
+import torch
+from kornia.filters import gaussian_blur2d
+
+DISPLAY = "standard_4k"
+# cvvdp's pyramid needs a few levels; smaller pictures are judged by the budget map alone.
+MIN_SIDE = 64
+# Smoothing (pixels) of the local visibility map before it decides the take-back: a patch about
+# the size of a blotch that shows, so the take-back itself draws no sharp outline.
+MAP_SIGMA = 3.0
+BISECTION_STEPS = 9
+# The written pixels are rounded to 8 bits after the hold; this much above the floor keeps the
+# rounded image on it (rounding moved JOD by up to 0.02 in the visibility bench).
+ROUNDING_MARGIN = 0.05
+
+
+@functools.lru_cache(maxsize=8)
+def _metric(device_type: str, heatmap: bool, ppd_scale: float):
+    """cvvdp for pictures shown at ``ppd_scale`` of their pixels per display pixel.
+
+    The search works on a copy at most ``work_side`` across and the cloak is upsampled onto the
+    full picture: a working pixel covers 1 / scale display pixels, so the copy is judged on a
+    display with that many fewer pixels per degree, and its blotches are seen at the size they
+    will have in the written file.
+    """
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        import pycvvdp
+        from pycvvdp.display_model import vvdp_display_geometry
+
+        standard = vvdp_display_geometry.load(DISPLAY, [])
+        geometry = vvdp_display_geometry(standard.resolution, ppd=standard.get_ppd() * ppd_scale)
+        return pycvvdp.cvvdp(
+            display_name=DISPLAY,
+            display_geometry=geometry,
+            heatmap="raw" if heatmap else None,
+            quiet=True,
+            device=torch.device(device_type),
+        )
+
+
+def _as_video(image: torch.Tensor) -> torch.Tensor:
+    """1×3×H×W in [0, 1] as cvvdp's B×C×F×H×W float32."""
+    return image.detach().float().clamp(0, 1)[:, :, None]
+
+
+def judgeable(image: torch.Tensor) -> bool:
+    return min(image.shape[-2:]) >= MIN_SIDE
+
+
+def jod(reference: torch.Tensor, test: torch.Tensor, scale: float = 1.0) -> float:
+    """The JOD of ``test`` against ``reference`` (both 1×3×H×W in [0, 1]); ``scale``: working
+    pixels per pixel of the picture as written (below 1 for a reduced working copy)."""
+    with torch.no_grad():
+        metric = _metric(reference.device.type, False, round(scale, 4))
+        score, _ = metric.predict(_as_video(test), _as_video(reference))
+    return float(score)
+
+
+def visibility_map(
+    reference: torch.Tensor, test: torch.Tensor, scale: float = 1.0
+) -> tuple[float, torch.Tensor]:
+    """The JOD and a 1×1×H×W map of where the difference shows (0 = nowhere, 1 = plainly)."""
+    with torch.no_grad():
+        metric = _metric(reference.device.type, True, round(scale, 4))
+        score, stats = metric.predict(_as_video(test), _as_video(reference))
+    local = stats["heatmap"][:, :, 0].to(reference.device, torch.float32).clamp(0, 1)
+    return float(score), local
+
+
+def hold_jod_floor(
+    image: torch.Tensor, delta: torch.Tensor, floor: float, scale: float = 1.0
+) -> torch.Tensor:
+    """δ taken back where it shows most, until image + δ scores at least ``floor`` JOD.
+
+    The local visibility map is smoothed, and δ is scaled by cap / visibility wherever the map is
+    above the cap; the cap is the largest that keeps the whole picture on the floor (bisection).
+    δ is only ever scaled toward zero, so it stays inside the budget map and the pixel range.
+    """
+    if not judgeable(image):
+        return delta
+    target = floor + ROUNDING_MARGIN
+    score, local = visibility_map(image, (image + delta).clamp(0, 1), scale)
+    if score >= target:
+        return delta
+    size = 2 * math.ceil(3 * MAP_SIGMA) + 1
+    local = gaussian_blur2d(local, (size, size), (MAP_SIGMA, MAP_SIGMA), border_type="reflect")
+    local = local.clamp_min(1e-6)
+
+    def capped(cap: float) -> torch.Tensor:
+        return delta * (cap / local).clamp(max=1.0)
+
+    lo, hi = 0.0, float(local.max())
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        if jod(image, (image + capped(mid)).clamp(0, 1), scale) >= target:
+            lo = mid
+        else:
+            hi = mid
+    return capped(lo)

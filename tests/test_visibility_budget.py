@@ -1,0 +1,114 @@
+"""The perceptual budget: the cloak stays below what a person sees on skies, edges and flat colour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from kornia.filters import gaussian_blur2d
+from PIL import Image
+
+from enginekit import artwork, as_array
+from sfumato.engine.budget import texture_map
+from sfumato.engine.cloak import cloak_image, load_encoders
+from sfumato.engine.levels import INTENSITIES, budget_for
+from sfumato.engine.optimiser import LOW_FREQUENCY_SHARE, _inside
+from sfumato.engine.visibility import ROUNDING_MARGIN, hold_jod_floor, jod
+from sfumato.options import CloakOptions
+
+
+def tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.clip(pixels, 0, 255).round().astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def sky_and_brushwork(size: int = 128) -> torch.Tensor:
+    """A smooth sky gradient on the left half, dense brushwork on the right."""
+    rng = np.random.default_rng(3)
+    pixels = np.zeros((size, size, 3))
+    ramp = np.linspace(150, 200, size)[:, None, None]
+    pixels[:, : size // 2] = ramp + np.array([-60, -10, 30])
+    pixels[:, size // 2 :] = 120 + rng.normal(0, 40, (size, size - size // 2, 3))
+    return tensor(pixels)
+
+
+def test_an_isolated_edge_and_a_sparse_lattice_mask_nothing_while_dense_texture_does():
+    """A change beside a lone edge or a thin line on a smooth ground shows (ghost copies, fringes),
+    so the texture map must not count them as texture; brushwork hides a change and keeps it."""
+    edge = np.full((96, 96, 3), 60.0)
+    edge[:, 48:] = 160
+    lattice = np.full((96, 96, 3), 60.0)
+    lattice[::10] = 160
+    lattice[:, ::10] = 160
+    noise = 120 + np.random.default_rng(0).normal(0, 30, (96, 96, 3))
+    inner = (slice(None), slice(None), slice(10, -10), slice(10, -10))
+    texture = {
+        name: float(texture_map(tensor(p))[inner].mean() * 255)
+        for name, p in (("edge", edge), ("lattice", lattice), ("noise", noise))
+    }
+    assert texture["edge"] < 0.5
+    assert texture["lattice"] < 2.0
+    assert texture["noise"] > 10.0
+
+
+def test_blotches_are_capped_while_fine_grain_keeps_the_budget():
+    """The eye sees a patch tens of pixels across before a grain: the search's projection caps the
+    change's local mean at a share of the budget, and leaves a pixel-scale pattern alone."""
+    image = torch.full((1, 3, 64, 64), 0.5)
+    eps = torch.full((1, 1, 64, 64), 8 / 255)
+    blotch = torch.full_like(image, 8 / 255)
+    capped = _inside(image, blotch, eps)
+    assert float(capped.mean()) <= LOW_FREQUENCY_SHARE * 8 / 255 + 1e-4
+    checker = (torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2 * 2 - 1.0
+    grain = (8 / 255) * checker.expand_as(image).clone()
+    kept = _inside(image, grain, eps)
+    assert float(kept.abs().mean()) > 0.9 * 8 / 255
+
+
+def test_the_jod_floor_takes_the_change_back_where_it_shows():
+    """A change over a sky and over brushwork, visible as a whole: the hold brings the picture onto
+    the floor, only ever scales the change toward zero, and takes it back further on the sky."""
+    image = sky_and_brushwork()
+    rng = torch.Generator().manual_seed(0)
+    blotches = gaussian_blur2d(torch.randn(image.shape, generator=rng), (13, 13), (3.0, 3.0))
+    delta = blotches / blotches.abs().max() * 12 / 255
+    delta = (image + delta).clamp(0, 1) - image
+    assert jod(image, image + delta) < 9.2  # plainly visible before
+    held = hold_jod_floor(image, delta, 9.5)
+    assert jod(image, (image + held).clamp(0, 1)) >= 9.5 + ROUNDING_MARGIN - 1e-3
+    ratio = torch.where(delta.abs() > 1e-6, held / delta, torch.ones_like(delta))
+    assert float(ratio.min()) >= 0 and float(ratio.max()) <= 1 + 1e-6
+    half = image.shape[-1] // 2
+    kept_sky = float(held[..., :half].abs().mean() / delta[..., :half].abs().mean())
+    kept_brush = float(held[..., half:].abs().mean() / delta[..., half:].abs().mean())
+    assert kept_brush > 0.9 and kept_brush > 1.3 * kept_sky
+
+
+def test_a_change_already_below_the_floor_is_left_alone():
+    image = sky_and_brushwork()
+    delta = torch.zeros_like(image)
+    delta[..., 64:] = 0.5 / 255
+    assert torch.equal(hold_jod_floor(image, delta, 9.5), delta)
+
+
+def test_intensity_levels_are_ordered_by_visibility():
+    floors = [budget_for(level).jod_floor for level in INTENSITIES]
+    assert floors == sorted(floors, reverse=True)
+    assert budget_for("low").jod_floor >= 9.8 and budget_for("default").jod_floor >= 9.5
+    # a number between two levels keeps a floor between theirs
+    assert budget_for("default").jod_floor > budget_for(10).jod_floor > budget_for("high").jod_floor
+
+
+@pytest.mark.parametrize("level", ["default", "low"])
+def test_a_cloak_keeps_its_levels_jod_floor_on_a_sky(level):
+    """End to end: the written pixels of a cloak over a smooth sky score at least the level's floor."""
+    (encoder,) = load_encoders(["effnet-lite:0"], torch.device("cpu"))
+    sky = (sky_and_brushwork(96)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    painting = np.asarray(artwork(96))
+    picture = Image.fromarray(np.concatenate([sky, painting], axis=1))
+    options = CloakOptions(style="pixelart", encoders=("effnet-lite:0",), steps=6, threads=1, intensity=level)
+    result = cloak_image(picture, options, encoders=[encoder])
+    original = torch.from_numpy(as_array(picture)).permute(2, 0, 1)[None]
+    cloaked = torch.from_numpy(result.pixels).permute(2, 0, 1)[None]
+    assert jod(original, cloaked) >= budget_for(level).jod_floor
+    assert result.report["budget"]["jod_floor"] == budget_for(level).jod_floor
+    assert float(np.abs(result.pixels - as_array(picture)).max()) > 0  # something was cloaked
