@@ -317,7 +317,7 @@ def test_with_a_latent_encoder_strong_brushwork_takes_more_and_smooth_and_flat_a
     art[:, :24] = (200, 180, 120)  # flat colour
     sky = np.linspace(90, 96, 24)[None, :, None] + np.array([0, 40, 80])  # a smooth gradient
     art[:, 24:48] = sky + rng.normal(0, 1.5, (128, 24, 3))
-    art[:, 48:] = 120 + rng.normal(0, 30, (128, 80, 3))  # dense brushwork, std about 30/255
+    art[:, 48:] = 120 + rng.normal(0, 45, (128, 80, 3))  # dense brushwork, std about 45/255
     art = np.clip(art, 0, 255)
     x = torch.from_numpy(as_array(Image.fromarray(art.astype(np.uint8)))).permute(2, 0, 1)[None]
     budget = budget_for("default")
