@@ -80,6 +80,20 @@ def test_a_bad_file_fails_alone_with_one_sentence_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out" / "notes.png").exists()
 
 
+def test_a_picture_too_small_to_cloak_fails_in_one_sentence_without_a_traceback(tmp_path, capsys):
+    """A 1×1 PNG once crashed the search with a padding RuntimeError and a traceback."""
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+    assert cloak(str(tiny), "-o", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RuntimeError" not in err
+    (line,) = [line for line in err.splitlines() if "dot.png" in line]
+    assert line == (
+        "failed  dot.png: 1×1 pixels is too small to cloak (at least 32 pixels on the short side)"
+    )
+    assert not (tmp_path / "out" / "dot.png").exists()
+
+
 def test_folders_expand_to_their_images(tmp_path):
     folder = tmp_path / "art"
     folder.mkdir()

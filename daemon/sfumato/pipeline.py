@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sfumato.errors import EncoderError, TransientError, UsageError, stop_if_asked
 from sfumato.fileops import unique_path
-from sfumato.images import read_artwork, write_artwork
+from sfumato.images import MIN_CLOAK_SIDE, read_artwork, write_artwork
 from sfumato.options import CloakOptions
 from sfumato.verify.settings import check_settings
 
@@ -110,7 +110,7 @@ class Cloaker:
             raise UsageError(f"{dst} already exists: use --force to overwrite it")
         if dst.exists() and dst.resolve() == src.resolve():
             raise UsageError(f"{src}: the output would overwrite the input; choose another folder")
-        art = read_artwork(src)
+        art = read_artwork(src, min_side=MIN_CLOAK_SIDE)
         # Reading a large file, the engine's first import and a model load each take seconds:
         # a stop asked for meanwhile is honoured before the search starts, not after it.
         stop_if_asked(should_stop)
