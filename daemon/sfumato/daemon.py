@@ -27,6 +27,7 @@ from sfumato.jobs import JobRunner, sniff
 from sfumato.ledger import Ledger, file_sha256
 from sfumato.paths import FolderPaths, is_image_name
 from sfumato.stability import StabilityTracker
+from sfumato.statelock import StateLock
 from sfumato.watcher import Watcher
 
 log = logging.getLogger("sfumato.daemon")
@@ -68,6 +69,7 @@ class Daemon:
         self.runner: JobRunner | None = None
         self.watcher: Watcher | None = None
         self.tracker: StabilityTracker | None = None
+        self.lock: StateLock | None = None
 
     # ----- signals -------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -323,6 +325,15 @@ class Daemon:
     def run(self, once: bool = False) -> int:
         """Watch (or, with ``once``, drain what is waiting) until stopped; returns exit status."""
         d = self.config.daemon
+        self.lock = StateLock.acquire(d.state_dir)  # before anything is read or written
+        try:
+            return self._run(once)
+        finally:
+            self.lock.release()
+
+    def _run(self, once: bool) -> int:
+        d = self.config.daemon
+        log.info("config %s, ledger in %s", self.config_path, d.state_dir)
         self.ledger = Ledger(d.state_dir)
         recovered = self.ledger.recover()
         if recovered:
