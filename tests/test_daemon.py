@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,6 +27,7 @@ from daemonkit import (
     FakeCloaker,
     LogReader,
     art,
+    daemon_env,
     files_under,
     folder_block,
     png_bytes,
@@ -600,3 +603,71 @@ def test_engine_sigkill_during_jobs_then_restart_loses_and_repeats_nothing(tmp_p
     assert process.wait(180) == 0, LogReader(process).text
     assert_each_once(tmp_path, originals)
     assert sorted(s for _, s in states(tmp_path)) == ["done"] * 4
+
+
+# ----- subprocess, stand-in cloaker (tests/fakedaemon.py): kills and second instances -------
+
+
+def sfumato_cli(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sfumato", *args]
+    return subprocess.run(command, env=daemon_env(home), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("second_args", [["--once"], []])
+def test_a_second_daemon_on_one_state_dir_names_the_first_and_exits_non_zero(tmp_path, second_args):
+    """A service plus a manual ``sfumato run`` (or a cron ``run --once``) once both cloaked."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    home = tmp_path / "home"
+    first = start_daemon(config, home, fake={"delay": 1.0})
+    log = LogReader(first)
+    try:
+        assert log.wait_for("watching", 30), log.text
+        (f["outbox"] / "a.png").write_bytes(png_bytes(1))
+        assert wait_for(lambda: ("a.png", "working") in states(tmp_path), 10), log.text
+        second = start_daemon(config, home, *second_args, fake={})
+        try:
+            out, _ = second.communicate(timeout=30)
+        finally:
+            if second.poll() is None:
+                second.kill()
+        assert second.returncode == 1, out
+        assert out.splitlines() == [
+            f"sfumato: another sfumato daemon (pid {first.pid}) is already running with the state "
+            f"folder {tmp_path / 'state'}: stop it first, or give this one another daemon.state_dir"
+        ]
+        status = sfumato_cli("status", "--json", "--config", str(config), home=home)  # read-only
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["daemon"]["running"] is True and report["daemon"]["pid"] == first.pid
+        assert wait_for(lambda: (f["originals"] / "a.png").exists(), 10), log.text
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0, log.text
+    assert files_under(f["ready"]) == ["a.png"] and states(tmp_path) == [("a.png", "done")]
+    again = start_daemon(config, home, "--once", fake={})  # the lock went with its holder
+    assert again.wait(30) == 0, LogReader(again).text
+
+
+def test_an_image_that_kills_the_daemon_is_tried_max_attempts_times_then_failed(tmp_path):
+    """Attempts were counted only when a job ended: one file reached 6 of 3 in a crash loop."""
+    config = write_config(tmp_path, daemon="max_attempts = 3")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "bomb.png").write_bytes(png_bytes(1))
+    calls = tmp_path / "calls.txt"
+    fake = {"crash": True, "calls_file": str(calls)}
+    for _ in range(3):  # a real SIGKILL of the daemon in the middle of each try
+        process = start_daemon(config, tmp_path / "home", "--once", fake=fake)
+        assert process.wait(30) == -signal.SIGKILL
+    process = start_daemon(config, tmp_path / "home", "--once", fake=fake)
+    log = LogReader(process)
+    assert process.wait(30) == 0, log.text
+    assert calls.read_text().splitlines() == ["bomb.png"] * 3
+    assert files_under(f["failed"]) == ["bomb.png", "bomb.png.error.txt"]
+    assert (f["failed"] / "bomb.png").read_bytes() == png_bytes(1)
+    reason = (f["failed"] / "bomb.png.error.txt").read_text()
+    assert reason == (
+        "gave up after 3 attempts: the daemon died while cloaking it (out of memory, a crash or a kill).\n"
+    )

@@ -104,18 +104,25 @@ class JobRunner:
     ) -> str:
         """Take ``job`` as far as it goes; returns its new state."""
         src = job.source
+        # Each attempt is counted (and durable) before its work starts, and a stop on request
+        # gives it back; so a cloak still at the limit here ended with the daemon dying under it
+        # (out of memory, a native crash). Such an image is failed, not tried for ever.
+        died_every_time = job.phase == "cloak" and job.attempts >= self.max_attempts
+        if not died_every_time:
+            job.attempts += 1
         self.ledger.update(
-            job.id,
-            state="working",
-            attempts=job.attempts + 1,
-            started_at=time.time(),
-            progress=0.0,
+            job.id, state="working", attempts=job.attempts, started_at=time.time(), progress=0.0
         )
-        job.attempts += 1
         for planned in (job.output, job.original_to):
             if planned:
                 _remove_stale_temps(Path(planned))
         try:
+            if died_every_time:
+                reason = (
+                    f"gave up after {job.attempts} attempts: the daemon died while cloaking it "
+                    "(out of memory, a crash or a kill)"
+                )
+                return self._fail(job, paths, reason)
             if job.phase == "fail":
                 return self._fail(job, paths, job.error or "could not be cloaked")
             if job.phase == "duplicate":
