@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -102,6 +103,7 @@ class FakeCloaker:
         crash: bool = False,
         incomplete: bool = False,
         hold: float = 0.0,
+        hold_temp: float = 0.0,
         calls_file: Path | None = None,
         encoders: tuple[str, ...] = (),
         skipped: tuple[str, ...] = (),
@@ -109,13 +111,15 @@ class FakeCloaker:
         """``crash``: SIGKILL its own process mid-cloak (as an out-of-memory kill or a native
         crash would); ``incomplete``: name the output ``INCOMPLETE-...`` as the quick check does;
         ``hold``: seconds to wait after the output is in place, before returning (a window for a
-        test's SIGKILL); ``calls_file``: one line per cloak, counted across processes."""
+        test's SIGKILL); ``hold_temp``: the same with the output still under its hidden temp name;
+        ``calls_file``: one line per cloak, counted across processes."""
         self.delay = delay
         self.transient_failures = transient_failures
         self.target = target
         self.crash = crash
         self.incomplete = incomplete
         self.hold = hold
+        self.hold_temp = hold_temp
         self.calls_file = calls_file
         self.encoders = encoders
         self.skipped = skipped
@@ -158,7 +162,16 @@ class FakeCloaker:
             status, dst = "incomplete", unique_path(Path(dst).with_name("INCOMPLETE-" + Path(dst).name))
         if on_output is not None:
             on_output(Path(dst))
-        atomic_write_bytes(Path(dst), self.MARK + data)
+        if self.hold_temp:  # the engine's writer: a hidden temp name, then a rename
+            fd, temp = tempfile.mkstemp(
+                prefix=f".{Path(dst).name}.", suffix=".sfumato-tmp", dir=Path(dst).parent
+            )
+            os.write(fd, self.MARK + data)
+            os.close(fd)
+            time.sleep(self.hold_temp)
+            os.replace(temp, dst)
+        else:
+            atomic_write_bytes(Path(dst), self.MARK + data)
         time.sleep(self.hold)
         target = self.target if options.style == "auto" else options.style
         return CloakOutcome(Path(src), Path(dst), status, target, 41.5, 0.99, 0.01)

@@ -671,3 +671,39 @@ def test_an_image_that_kills_the_daemon_is_tried_max_attempts_times_then_failed(
     assert reason == (
         "gave up after 3 attempts: the daemon died while cloaking it (out of memory, a crash or a kill).\n"
     )
+
+
+@pytest.mark.parametrize("moment", ["output", "temp"])
+def test_sigkill_just_as_an_incomplete_output_lands_does_not_cloak_twice(tmp_path, moment):
+    """The quick check renames a failing cloak ``INCOMPLETE-...`` after the ledger planned its
+    name: killed the moment it landed (or while under its temp name), a restart cloaked again."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    hold = {"hold": 30.0} if moment == "output" else {"hold_temp": 30.0}
+    process = start_daemon(
+        config, tmp_path / "home", fake={"incomplete": True, "calls_file": str(calls), **hold}
+    )
+    log = LogReader(process)
+    try:
+        assert log.wait_for("watching", 30), log.text
+        (f["outbox"] / "a.png").write_bytes(png_bytes(1))
+        if moment == "output":
+            landed = lambda: (f["ready"] / "INCOMPLETE-a.png").exists()  # noqa: E731
+        else:
+            landed = lambda: any(n.endswith(".sfumato-tmp") for n in files_under(f["ready"]))  # noqa: E731
+        assert wait_for(landed, 15, step=0.01), log.text
+    finally:
+        process.kill()
+        process.wait(10)
+    process = start_daemon(
+        config, tmp_path / "home", "--once", fake={"incomplete": True, "calls_file": str(calls)}
+    )
+    log = LogReader(process)
+    assert process.wait(30) == 0, log.text
+    assert files_under(f["ready"]) == ["INCOMPLETE-a.png"], log.text  # no second copy, no temp
+    assert files_under(f["originals"]) == ["a.png"] and files_under(f["outbox"]) == []
+    assert len(calls.read_text().splitlines()) == (1 if moment == "output" else 2)
+    (row,) = open_read_only(tmp_path / "state").execute("SELECT state, output FROM files").fetchall()
+    assert tuple(row) == ("done", str(f["ready"] / "INCOMPLETE-a.png"))

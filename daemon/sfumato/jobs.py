@@ -26,7 +26,7 @@ from pathlib import Path
 from sfumato.errors import BadImageError, Cancelled, TransientError
 from sfumato.fileops import atomic_write_bytes, fsync_dir, safe_move, unique_path
 from sfumato.ledger import Job, Ledger, file_sha256
-from sfumato.options import CloakOptions
+from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
 from sfumato.paths import FolderPaths
 
 log = logging.getLogger("sfumato.daemon")
@@ -65,6 +65,14 @@ def _remove_stale_temps(planned: Path) -> None:
     with contextlib.suppress(OSError):
         for temp in planned.parent.glob(f".{glob.escape(planned.name)}.*sfumato-tmp"):
             temp.unlink()
+
+
+def _as_planned(recorded: Path, relpath: str) -> Path:
+    """The name to cloak into again after a crash: a recorded ``INCOMPLETE-`` name that never
+    landed goes back to the plain one, else a second try would be ``INCOMPLETE-INCOMPLETE-``."""
+    if recorded.name.startswith(INCOMPLETE_PREFIX) and not Path(relpath).name.startswith(INCOMPLETE_PREFIX):
+        return recorded.with_name(recorded.name.removeprefix(INCOMPLETE_PREFIX))
+    return recorded
 
 
 def _sentence(text: str) -> str:
@@ -164,8 +172,17 @@ class JobRunner:
             if planned is None:
                 planned = unique_path(paths.ready_path(job.relpath))
                 self.ledger.update(job.id, output=str(planned))
+            else:
+                planned = _as_planned(planned, job.relpath)
             planned.parent.mkdir(parents=True, exist_ok=True)
             self.on_status(f"cloaking {paths.shown(job.source)}")
+
+            def record_output(final: Path) -> None:
+                """The final name (``INCOMPLETE-...`` perhaps) is in the ledger before the rename."""
+                if str(final) != job.output:
+                    job.output = str(final)
+                    self.ledger.update(job.id, output=str(final))
+
             outcome = cloaker.cloak_file(
                 job.source,
                 planned,
@@ -173,6 +190,7 @@ class JobRunner:
                 overwrite=False,
                 progress=self._progress_writer(job.id),
                 should_stop=self.stop.is_set,
+                on_output=record_output,
             )
             target = outcome.target
             if auto_style and target:

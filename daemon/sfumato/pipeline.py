@@ -14,10 +14,8 @@ from pathlib import Path
 from sfumato.errors import EncoderError, TransientError, UsageError, stop_if_asked
 from sfumato.fileops import unique_path
 from sfumato.images import MIN_CLOAK_SIDE, read_artwork, write_artwork
-from sfumato.options import CloakOptions
+from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
 from sfumato.verify.settings import check_settings
-
-INCOMPLETE_PREFIX = "INCOMPLETE-"
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +94,13 @@ class Cloaker:
         overwrite: bool = False,
         progress: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_output: Callable[[Path], None] | None = None,
     ) -> CloakOutcome:
         """Cloak ``src`` into ``dst`` (temp name, fsync, rename); ``src`` is never touched.
+
+        The output may end up under another name (``INCOMPLETE-...`` when the quick check fails):
+        ``on_output`` is called with the final name before anything is written there, so the
+        daemon's ledger knows it before a crash could leave it (or its temp file) behind.
 
         Raises BadImageError (file will never work), TransientError (retry later), EncoderError
         (configuration), Cancelled (``should_stop`` returned True; nothing written).
@@ -144,6 +147,8 @@ class Cloaker:
                 dst = dst.with_name(f"{INCOMPLETE_PREFIX}{dst.name}")
                 dst = dst if overwrite else unique_path(dst)
                 log.warning("%s is incomplete: %s", src.name, verdict.reason)
+        if on_output is not None:
+            on_output(dst)
         write_artwork(art, result.pixels, dst, metadata=options.metadata)
         return CloakOutcome(
             input=src,
