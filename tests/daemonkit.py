@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sfumato.errors import BadImageError, Cancelled, TransientError
+from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
 from sfumato.fileops import atomic_write_bytes, unique_path
+from sfumato.images.sniffing import looks_unfinished
 from sfumato.pipeline import CloakOutcome
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +148,8 @@ class FakeCloaker:
                 self.transient_failures -= 1
                 raise TransientError(f"could not write {dst}: No space left on device")
         data = Path(src).read_bytes()
+        if data.startswith(PNG_MAGIC) and looks_unfinished(data):  # as the image reader tells it
+            raise TruncatedImageError(f"{Path(src).name}: the image is truncated")
         if not data.startswith(PNG_MAGIC) or len(data) < 60:
             raise BadImageError(f"{src} is not a readable image: the data is truncated or corrupt")
         for step in range(4):

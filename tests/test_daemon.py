@@ -7,6 +7,7 @@ random encoder, and kill it (SIGKILL, SIGTERM) to check that nothing is lost or 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from daemonkit import (
     TINY_ENGINE,
@@ -125,7 +127,7 @@ def test_one_log_line_per_finished_file_with_time_and_psnr(tmp_path, caplog):
 
 
 def test_bad_files_go_to_failed_with_a_reason_and_others_are_left(tmp_path, caplog):
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, daemon="truncated_wait = 0.3")
     f = art(tmp_path)
     f["outbox"].mkdir(parents=True)
     (f["outbox"] / "empty.png").write_bytes(b"")
@@ -149,6 +151,9 @@ def test_bad_files_go_to_failed_with_a_reason_and_others_are_left(tmp_path, capl
     assert (f["failed"] / "corrupt.png").read_bytes() == png_bytes(1)[:40]  # original intact
     reasons = {n: (f["failed"] / f"{n}.error.txt").read_text() for n in ("empty.png", "webp.png")}
     assert reasons["empty.png"] == "empty.png is empty (0 bytes).\n"
+    assert (f["failed"] / "corrupt.png.error.txt").read_text() == (
+        "corrupt.png: the image is truncated, and it did not change for 0.3 s.\n"
+    )  # run --once gave it its bounded wait for the rest
     assert "WebP" in reasons["webp.png"] and reasons["webp.png"].count(".\n") == 1
     left = [r for r in caplog.records if "notes.txt" in r.getMessage()]
     assert len(left) == 1 and "not a JPG or PNG" in left[0].getMessage()  # logged once
@@ -507,24 +512,36 @@ def assert_each_once(root: Path, originals: dict[str, bytes]) -> None:
 
 @engine
 def test_engine_run_once_cloaks_waiting_files(tmp_path):
-    config = engine_config(tmp_path)
+    config = engine_config(tmp_path, daemon="truncated_wait = 0.5")
     outbox = art(tmp_path)["outbox"]
     outbox.mkdir(parents=True)
     originals = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
     for name, data in originals.items():
         (outbox / name).write_bytes(data)
     (outbox / "truncated.png").write_bytes(png_bytes(3)[:300])
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, format="PNG")
+    (outbox / "dot.png").write_bytes(tiny.getvalue())  # once three tracebacks, then failed
     process = start_daemon(config, tmp_path / "home", "--once")
     log = LogReader(process)
     assert process.wait(180) == 0, log.text
     assert_each_once(tmp_path, originals)
     assert log.text.count("done outbox/") == 2 and "PSNR" in log.text
-    targets = {line.rpartition("target ")[2] for line in log.lines if "done outbox/" in line}
+    targets = {line.split(", target ")[1].split(",")[0] for line in log.lines if "done outbox/" in line}
     assert len(targets) == 1  # style "auto": the folder's first image chose it for both
     failed = art(tmp_path)["failed"]
-    assert files_under(failed) == ["truncated.png", "truncated.png.error.txt"]
+    assert files_under(failed) == [
+        "dot.png",
+        "dot.png.error.txt",
+        "truncated.png",
+        "truncated.png.error.txt",
+    ]
     reason = (failed / "truncated.png.error.txt").read_text()
-    assert "truncated.png" in reason and reason.count("\n") == 1
+    assert reason.startswith("truncated.png: the image is truncated") and reason.count("\n") == 1
+    assert (failed / "dot.png.error.txt").read_text() == (
+        "dot.png: 1×1 pixels is too small to cloak (at least 32 pixels on the short side).\n"
+    )
+    assert "Traceback" not in log.text and "retrying" not in log.text
 
 
 @engine
@@ -707,3 +724,69 @@ def test_sigkill_just_as_an_incomplete_output_lands_does_not_cloak_twice(tmp_pat
     assert len(calls.read_text().splitlines()) == (1 if moment == "output" else 2)
     (row,) = open_read_only(tmp_path / "state").execute("SELECT state, output FROM files").fetchall()
     assert tuple(row) == ("done", str(f["ready"] / "INCOMPLETE-a.png"))
+
+
+# ----- files written in pieces ---------------------------------------------------------------
+
+
+def test_a_file_written_in_appended_chunks_is_cloaked_whole_not_split(tmp_path, running):
+    """A writer that opens, appends and closes four times with pauses longer than settle_seconds
+    (sync clients, ``cat >>``) had each piece failed as a file of its own."""
+    config = write_config(tmp_path, daemon="truncated_wait = 10")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    cloaker = FakeCloaker()
+    daemon = running(config, cloaker)
+    data = png_bytes(1, size=64)
+    cut = [len(data) * i // 4 for i in range(5)]
+    for start, end in zip(cut, cut[1:], strict=False):
+        with open(f["outbox"] / "a.png", "ab") as handle:
+            handle.write(data[start:end])
+        time.sleep(1.0)  # five times settle_seconds: each piece is taken for a whole file
+    assert wait_for(lambda: (f["originals"] / "a.png").exists(), 10), files_under(tmp_path)
+    daemon.stop()
+    assert files_under(f["failed"]) == [] and files_under(f["outbox"]) == []
+    assert files_under(f["ready"]) == ["a.png"] and files_under(f["originals"]) == ["a.png"]
+    assert (f["ready"] / "a.png").read_bytes() == MARK + data
+    assert (f["originals"] / "a.png").read_bytes() == data
+    assert states(tmp_path) == [("a.png", "done")]
+
+
+def test_a_file_that_stays_truncated_is_failed_whole_after_truncated_wait(tmp_path, running, caplog):
+    config = write_config(tmp_path, daemon="truncated_wait = 1.5")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    daemon = running(config, FakeCloaker())
+    half = png_bytes(2, size=64)[:500]
+    with caplog.at_level(logging.INFO, logger="sfumato"):
+        (f["outbox"] / "cut.png").write_bytes(half)
+        assert wait_for(lambda: "cut.png is truncated, most likely still being written" in caplog.text, 5)
+        time.sleep(0.5)
+        assert files_under(f["outbox"]) == ["cut.png"]  # waiting for the rest of it
+        assert wait_for(lambda: (f["failed"] / "cut.png.error.txt").exists(), 10)
+        daemon.stop()
+    assert files_under(f["failed"]) == ["cut.png", "cut.png.error.txt"]
+    assert (f["failed"] / "cut.png").read_bytes() == half  # whole, untouched
+    reason = (f["failed"] / "cut.png.error.txt").read_text()
+    assert reason == "cut.png: the image is truncated, and it did not change for 1.5 s.\n"
+
+
+def test_the_rest_of_a_failed_truncated_file_is_named_as_such_not_as_a_new_file(tmp_path):
+    """Appended after its wait ran out, the rest of a file arrives under the same name without
+    an image header; it is said to be that file's rest, with where the first part went."""
+    config = write_config(tmp_path, daemon="truncated_wait = 0")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    data = png_bytes(3, size=64)
+    (f["outbox"] / "a.png").write_bytes(data[:300])
+    run_once(config, FakeCloaker())
+    (f["outbox"] / "a.png").write_bytes(data[300:])
+    run_once(config, FakeCloaker())
+    assert files_under(f["failed"]) == ["a-1.png", "a-1.png.error.txt", "a.png", "a.png.error.txt"]
+    assert (f["failed"] / "a.png").read_bytes() + (f["failed"] / "a-1.png").read_bytes() == data
+    reason = (f["failed"] / "a-1.png.error.txt").read_text()
+    assert reason == (
+        "a.png does not start like an image, and a truncated file of that name was failed before "
+        "it: it looks like the rest of that file (now failed/a.png), which it completes when the "
+        "two are joined.\n"
+    )

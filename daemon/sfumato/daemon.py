@@ -23,7 +23,7 @@ from pathlib import Path
 from sfumato import notify
 from sfumato.config import Config, FolderSettings, load_config
 from sfumato.errors import ConfigError
-from sfumato.jobs import JobRunner, sniff
+from sfumato.jobs import JobRunner, file_signature, sniff
 from sfumato.ledger import Ledger, file_sha256
 from sfumato.paths import FolderPaths, is_image_name
 from sfumato.stability import StabilityTracker
@@ -237,7 +237,10 @@ class Daemon:
         active = self.ledger.find_active(key, rel)
         if active is not None:
             if active.sha256 != sha and active.id not in self._running and active.phase == "cloak":
-                self.ledger.update(active.id, sha256=sha, size=st.st_size, mtime=st.st_mtime)
+                changed = {"sha256": sha, "size": st.st_size, "mtime": st.st_mtime}
+                if active.truncated_sig and file_signature(path) != active.truncated_sig:
+                    changed["next_try_at"] = 0  # more of a file that was cut short: read it now
+                self.ledger.update(active.id, **changed)
             return
         done = self.ledger.find_done_content(key, sha)
         if done is not None:
@@ -258,6 +261,9 @@ class Daemon:
             paths = by_key.get(job.folder)
             if job.id in self._running or paths is None:
                 continue
+            if job.phase == "cloak" and job.source in self.tracker:
+                continue  # being written again: taken once it has settled
+
             auto = self.config.folder_style(paths.folder) == "auto"
             if (
                 auto
@@ -293,8 +299,9 @@ class Daemon:
         self._running.pop(job_id, None)
         notify.notify_status(self._status_line())
         job = self.ledger.get(job_id)
-        if state in ("done", "duplicate") and job.source.exists():
-            self.tracker.touch(job.source)  # rewritten while cloaked: take the new content
+        if state in ("done", "duplicate", "waiting") and job.source.exists():
+            # Rewritten (or, if truncated, written further) while it was read: take the new content.
+            self.tracker.touch(job.source)
 
     def _status_line(self) -> str:
         if self._running:
@@ -311,15 +318,23 @@ class Daemon:
             waits.append(pending)
         if (retry := self.ledger.next_retry_at()) is not None and not once:
             waits.append(max(0.0, retry - time.time()))
+        if once and (rest := self.ledger.next_truncated_at(self._watched_keys())) is not None:
+            waits.append(max(0.0, rest - time.time()))
         if (interval := notify.watchdog_interval()) is not None:
             waits.append(interval / 2)
         return max(0.02, min(waits))
 
+    def _watched_keys(self) -> set[str]:
+        return {p.folder.key for p in self.folders}
+
     def _idle(self) -> bool:
-        """Nothing left for ``--once``: no pending file, no due job, no running job."""
+        """Nothing left for ``--once``: no pending file, no due job, no running job, and no file
+        waiting for the rest of its data (it gets its bounded wait even with ``--once``)."""
         if self.tracker or self._running:
             return False
-        watched = {p.folder.key for p in self.folders}
+        watched = self._watched_keys()
+        if self.ledger.next_truncated_at(watched) is not None:
+            return False
         return not any(job.folder in watched for job in self.ledger.due(time.time()))
 
     def run(self, once: bool = False) -> int:
@@ -344,6 +359,7 @@ class Daemon:
             max_attempts=d.max_attempts,
             retry_backoff=d.retry_backoff,
             max_file_mb=d.max_file_mb,
+            truncated_wait=d.truncated_wait,
             stop=self.stop,
             on_status=self._on_status,
         )

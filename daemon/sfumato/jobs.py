@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sfumato.errors import BadImageError, Cancelled, TransientError
+from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
 from sfumato.fileops import atomic_write_bytes, fsync_dir, safe_move, unique_path
 from sfumato.ledger import Job, Ledger, file_sha256
 from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
@@ -51,6 +51,15 @@ def _what_it_is(path: Path) -> str:
             return describe_other(handle.read(HEADER_BYTES))
     except (ImportError, OSError):
         return "its content is not recognised"
+
+
+def file_signature(path: Path) -> str | None:
+    """Size and mtime: whether a file changed since it was last read (None if it is gone)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _same_content(path: Path, sha256: str) -> bool:
@@ -92,8 +101,10 @@ class JobRunner:
         max_file_mb: float,
         stop: threading.Event,
         on_status: Callable[[str], None] | None = None,
+        truncated_wait: float = 0.0,
     ) -> None:
         self.ledger = ledger
+        self.truncated_wait = truncated_wait
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
         self.max_file_bytes = int(max_file_mb * 1024 * 1024)
@@ -138,10 +149,17 @@ class JobRunner:
             if not src.exists():
                 return self._vanished(job, paths)
             if job.phase == "cloak":
-                self._check_input(src)
-                self._cloak(job, paths, options, cloaker, auto_style=auto_style)
+                seen = file_signature(src)  # before reading: what a truncated read saw
+                try:
+                    self._check_input(job, paths)
+                    self._cloak(job, paths, options, cloaker, auto_style=auto_style)
+                except TruncatedImageError as exc:
+                    return self._wait_for_rest(job, paths, str(exc), seen)
             return self._move_original(job, paths)
         except BadImageError as exc:
+            if job.truncated_sig:  # complete now, but bad for another reason
+                job.truncated_sig = None
+                self.ledger.update(job.id, truncated_sig=None)
             return self._fail(job, paths, str(exc))
         except Cancelled:
             self.ledger.update(job.id, state="waiting", attempts=job.attempts - 1, progress=0.0)
@@ -150,7 +168,8 @@ class JobRunner:
         except Exception as exc:  # transient or unexpected: retry with backoff, then fail
             return self._retry_or_fail(job, paths, exc)
 
-    def _check_input(self, src: Path) -> None:
+    def _check_input(self, job: Job, paths: FolderPaths) -> None:
+        src = job.source
         size = src.stat().st_size
         if size == 0:
             raise BadImageError(f"{src.name} is empty (0 bytes)")
@@ -160,7 +179,52 @@ class JobRunner:
                 f"{self.max_file_bytes / 1048576:g} MB limit (daemon.max_file_mb)"
             )
         if sniff(src) is None:
+            earlier = self._earlier_piece(job)
+            if earlier is not None:
+                raise BadImageError(
+                    f"{src.name} does not start like an image, and a truncated file of that name "
+                    f"was failed before it: it looks like the rest of that file (now "
+                    f"{paths.shown(earlier)}), which it completes when the two are joined"
+                )
             raise BadImageError(f"{src.name} is not a PNG or JPEG image: {_what_it_is(src)}")
+
+    def _earlier_piece(self, job: Job) -> Path | None:
+        """A headerless file under a name whose last file was failed as truncated: its rest,
+        written after the wait ran out. Said so, rather than called an unknown kind of file."""
+        rows = [r for r in self.ledger.history(job.folder, job.relpath) if r.id != job.id]
+        last = rows[-1] if rows else None
+        if last is None or last.state != "failed" or not last.truncated_sig or not last.original_to:
+            return None
+        return Path(last.original_to)
+
+    def _wait_for_rest(self, job: Job, paths: FolderPaths, reason: str, seen: str | None) -> str:
+        """A file cut short stays in the outbox: it is read again when it changes, and failed
+        whole once it has stayed the same, still truncated, for ``truncated_wait`` seconds."""
+        now = time.time()
+        unchanged = seen is not None and seen == job.truncated_sig
+        if self.truncated_wait <= 0 or (unchanged and now >= job.next_try_at):
+            job.truncated_sig = seen or "gone"  # remembered: a headerless rest may follow it
+            self.ledger.update(job.id, truncated_sig=job.truncated_sig)
+            quiet = f", and it did not change for {self.truncated_wait:g} s" if self.truncated_wait else ""
+            return self._fail(job, paths, reason + quiet)
+        deadline = job.next_try_at if unchanged else now + self.truncated_wait
+        self.ledger.update(
+            job.id,
+            state="waiting",
+            attempts=job.attempts - 1,  # not the picture's try: its writer has not finished
+            truncated_sig=seen,
+            next_try_at=deadline,
+            error=reason,
+            progress=0.0,
+        )
+        if not unchanged:
+            log.info(
+                "%s is truncated, most likely still being written: left in the outbox until it "
+                "changes (failed if it stays so for %g s)",
+                paths.shown(job.source),
+                self.truncated_wait,
+            )
+        return "waiting"
 
     def _cloak(
         self, job: Job, paths: FolderPaths, options: CloakOptions, cloaker, *, auto_style: bool
@@ -213,7 +277,7 @@ class JobRunner:
             if outcome.status != "ok":
                 log.warning("%s: cloak is %s", paths.shown(job.source), outcome.status)
         job.phase = "move"
-        self.ledger.update(job.id, phase="move", progress=1.0)
+        self.ledger.update(job.id, phase="move", progress=1.0, truncated_sig=None)
 
     def _note_poison(self, job: Job, poison: dict | None) -> None:
         """Record an auto target for its concept and keep the figures for the job's log line."""
