@@ -790,3 +790,25 @@ def test_the_rest_of_a_failed_truncated_file_is_named_as_such_not_as_a_new_file(
         "it: it looks like the rest of that file (now failed/a.png), which it completes when the "
         "two are joined.\n"
     )
+
+
+def test_an_outbox_deleted_and_made_again_while_running_is_watched_again(tmp_path, running, capsys):
+    """New files in the new folder were silently ignored, and status said nothing waited."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    daemon = running(config, FakeCloaker(delay=0.4))
+    (f["outbox"] / "before.png").write_bytes(png_bytes(1))
+    assert wait_for(lambda: (f["originals"] / "before.png").exists(), 5)
+    shutil.rmtree(f["outbox"])
+    time.sleep(0.5)
+    f["outbox"].mkdir()
+    for i in range(2):
+        (f["outbox"] / f"new{i}.png").write_bytes(png_bytes(10 + i))
+    assert wait_for(lambda: sum(s == "waiting" for _, s in states(tmp_path)) >= 1, 6)
+    assert main(["status", "--config", str(config)]) == 0
+    assert "Waiting: 0" not in capsys.readouterr().out
+    assert wait_for(lambda: len(files_under(f["originals"])) == 3, 10), files_under(tmp_path)
+    daemon.stop()
+    assert files_under(f["ready"]) == ["before.png", "new0.png", "new1.png"]
+    assert files_under(f["outbox"]) == []

@@ -34,6 +34,9 @@ log = logging.getLogger("sfumato.daemon")
 
 STOP_GRACE = 8.0  # seconds a running job gets to notice the stop flag before we exit anyway
 IDLE_WAKE = 5.0  # longest sleep of the main loop when nothing is pending
+# Seconds between checks that each outbox is still the folder being watched: one deleted and
+# made again is a new folder the old watch never sees.
+OUTBOX_CHECK = 2.0
 
 CloakerFactory = Callable[[str, "int | None"], object]
 
@@ -42,6 +45,15 @@ def _real_cloaker(device: str, threads: int | None):
     from sfumato.pipeline import Cloaker  # imported late: the engine pulls in torch
 
     return Cloaker(device=device, threads=threads)
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    """Which folder is at ``path`` now (None: none): a folder made again has a new inode."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if path.is_dir() else None
 
 
 class Daemon:
@@ -70,6 +82,8 @@ class Daemon:
         self.watcher: Watcher | None = None
         self.tracker: StabilityTracker | None = None
         self.lock: StateLock | None = None
+        self._outbox_ids: dict[Path, tuple[int, int] | None] = {}
+        self._next_outbox_check = 0.0
 
     # ----- signals -------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
@@ -170,9 +184,31 @@ class Daemon:
     # ----- events ---------------------------------------------------------------------------
     def _start_watcher(self) -> None:
         d = self.config.daemon
+        self._outbox_ids = {p.outbox: _folder_id(p.outbox) for p in self.folders}
         self.watcher = Watcher(self.events, polling=d.polling, poll_interval=d.poll_interval)
-        self.watcher.start(p.outbox for p in self.folders)
+        self.watcher.start(outbox for outbox, found in self._outbox_ids.items() if found)
         self.tracker.tracks_writers = self.watcher.reports_closes
+        self._next_outbox_check = time.monotonic() + OUTBOX_CHECK
+
+    def _check_outboxes(self) -> None:
+        """An outbox deleted (and perhaps made again) while watched: say so, and watch the new
+        folder, else its files are silently ignored."""
+        if self.watcher is None or time.monotonic() < self._next_outbox_check:
+            return
+        self._next_outbox_check = time.monotonic() + OUTBOX_CHECK
+        now = {outbox: _folder_id(outbox) for outbox in self._outbox_ids}
+        if now == self._outbox_ids:
+            return
+        for outbox, found in now.items():
+            if found == self._outbox_ids.get(outbox):
+                continue
+            if found is None:
+                log.warning("outbox %s was removed: files dropped there wait until it is back", outbox)
+            else:
+                log.info("outbox %s is there again: watching it", outbox)
+        self.watcher.stop()
+        self._start_watcher()
+        self._scan_all()
 
     def _folder_of(self, path: Path) -> tuple[FolderPaths, str] | None:
         for paths in self.folders:
@@ -183,6 +219,8 @@ class Daemon:
 
     def _scan_all(self) -> None:
         for paths in self.folders:
+            if not paths.outbox.is_dir():
+                continue
             for path in paths.walk():
                 self.tracker.touch(path)
 
@@ -322,6 +360,8 @@ class Daemon:
             waits.append(max(0.0, rest - time.time()))
         if (interval := notify.watchdog_interval()) is not None:
             waits.append(interval / 2)
+        if self.watcher is not None:
+            waits.append(max(0.0, self._next_outbox_check - time.monotonic()))
         return max(0.02, min(waits))
 
     def _watched_keys(self) -> set[str]:
@@ -380,6 +420,7 @@ class Daemon:
         while not self.stop.is_set():
             if self._reload.is_set():
                 self._reload_config()
+            self._check_outboxes()
             for path in self.tracker.ready():
                 self._admit(path)
             self._dispatch()
