@@ -45,9 +45,10 @@ from sfumato.ledger import Ledger, file_sha256, open_read_only
 MARK = FakeCloaker.MARK
 
 
-def run_once(config_path: Path, cloaker: FakeCloaker) -> None:
+def run_once(config_path: Path, cloaker: FakeCloaker, status: int = 0) -> None:
+    """``run --once`` in this process; exit status 1 when a file was left for a retry."""
     config = load_config(config_path)
-    assert Daemon(config, config_path=config_path, cloaker_factory=cloaker).run(once=True) == 0
+    assert Daemon(config, config_path=config_path, cloaker_factory=cloaker).run(once=True) == status
 
 
 def states(root: Path) -> list[tuple[str, str]]:
@@ -207,13 +208,13 @@ def test_transient_errors_are_retried_then_failed_with_the_original_kept(tmp_pat
     f["outbox"].mkdir(parents=True)
     (f["outbox"] / "once.png").write_bytes(png_bytes(1))
     cloaker = FakeCloaker(transient_failures=1)
-    run_once(config, cloaker)
+    run_once(config, cloaker, status=1)  # could not do all its work: a retry waits
     run_once(config, cloaker)  # the retry is due now
     assert files_under(f["ready"]) == ["once.png"]
     (f["outbox"] / "never.png").write_bytes(png_bytes(2))
     cloaker.transient_failures = 10
-    for _ in range(3):
-        run_once(config, cloaker)
+    for status in (1, 0, 0):
+        run_once(config, cloaker, status=status)
         time.sleep(0.1)
     assert files_under(f["failed"]) == ["never.png", "never.png.error.txt"]
     reason = (f["failed"] / "never.png.error.txt").read_text()
@@ -812,3 +813,70 @@ def test_an_outbox_deleted_and_made_again_while_running_is_watched_again(tmp_pat
     daemon.stop()
     assert files_under(f["ready"]) == ["before.png", "new0.png", "new1.png"]
     assert files_under(f["outbox"]) == []
+
+
+# ----- folders that cannot take results --------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["a file in the way", "read-only"])
+def test_a_ready_folder_that_cannot_be_written_pauses_its_folder_until_fixed(
+    tmp_path, running, caplog, capsys, how
+):
+    """Each queued file was cloaked three times, then failed with a permission error, and
+    nothing retried once the folder was fixed. A folder problem is not the picture's fault."""
+    if how == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    config = write_config(tmp_path, daemon="retry_backoff = 0.05")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    if how == "read-only":
+        f["ready"].mkdir()
+        f["ready"].chmod(0o555)
+    else:
+        f["ready"].write_text("not a folder")
+    cloaker = FakeCloaker()
+    with caplog.at_level(logging.INFO, logger="sfumato"):
+        daemon = running(config, cloaker)
+        for i in range(2):
+            (f["outbox"] / f"{i}.png").write_bytes(png_bytes(i))
+        assert wait_for(lambda: "paused" in caplog.text, 5)
+        time.sleep(2.5)  # retries would have come by now
+        assert files_under(f["outbox"]) == ["0.png", "1.png"] and cloaker.calls == []
+        assert files_under(f["failed"]) == []
+        paused = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+        assert len(paused) == 1 and f"the ready folder {f['ready']}" in paused[0]  # said once
+        assert main(["status", "--config", str(config)]) == 0
+        assert "    paused: the ready folder" in capsys.readouterr().out
+        if how == "read-only":
+            f["ready"].chmod(0o755)
+        else:
+            f["ready"].unlink()
+        assert wait_for(lambda: len(files_under(f["originals"])) == 2, 8), caplog.text
+        daemon.stop()
+    assert f"resumed {f['outbox']}" in caplog.text
+    assert files_under(f["ready"]) == ["0.png", "1.png"] and files_under(f["failed"]) == []
+    assert len(cloaker.calls) == 2 and [s for _, s in states(tmp_path)] == ["done", "done"]
+
+
+def test_a_folder_that_cannot_be_created_fails_validate_and_run_once(tmp_path):
+    """``ready = "/proc/ready"``: validate said ok, ``run --once`` exited 0 with the file left."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no folder can be made")
+    folders = folder_block(tmp_path).replace(f'"{tmp_path / "art" / "ready"}"', '"/proc/sfumato-ready"')
+    config = write_config(tmp_path, folders=folders)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "a.png").write_bytes(png_bytes(1))
+    home = tmp_path / "home"
+    validate = sfumato_cli("config", "validate", "--config", str(config), home=home)
+    assert validate.returncode == 2 and validate.stdout == ""
+    assert validate.stderr.splitlines() == [
+        f"sfumato: {config}: folders[0].ready: the ready folder /proc/sfumato-ready cannot be created "
+        "(No such file or directory)"
+    ]
+    process = start_daemon(config, home, "--once", fake={})
+    log = LogReader(process)
+    assert process.wait(30) == 1, log.text
+    assert "could not process 1 file(s) of" in log.text and "/proc/sfumato-ready" in log.text
+    assert "Traceback" not in log.text and "retrying" not in log.text
+    assert files_under(outbox) == ["a.png"] and states(tmp_path) == [("a.png", "waiting")]

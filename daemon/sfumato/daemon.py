@@ -23,6 +23,7 @@ from pathlib import Path
 from sfumato import notify
 from sfumato.config import Config, FolderSettings, load_config
 from sfumato.errors import ConfigError
+from sfumato.folders import results_problem
 from sfumato.jobs import JobRunner, file_signature, sniff
 from sfumato.ledger import Ledger, file_sha256
 from sfumato.paths import FolderPaths, is_image_name
@@ -83,6 +84,8 @@ class Daemon:
         self.tracker: StabilityTracker | None = None
         self.lock: StateLock | None = None
         self._outbox_ids: dict[Path, tuple[int, int] | None] = {}
+        self._paused: dict[str, str] = {}  # folder key -> why its results cannot be written
+        self._next_pause_check = 0.0
         self._next_outbox_check = 0.0
 
     # ----- signals -------------------------------------------------------------------------
@@ -287,17 +290,57 @@ class Daemon:
             self.ledger.add(key, rel, st.st_size, st.st_mtime, sha)
         log.debug("queued %s", paths.shown(path))
 
+    # ----- paused folders ---------------------------------------------------------------------
+    def _pause(self, paths: FolderPaths, reason: str) -> None:
+        """Said once; the folder's files stay in the outbox until :meth:`_check_paused` clears it."""
+        key = paths.folder.key
+        if key in self._paused:
+            return
+        self._paused[key] = reason
+        log.warning("paused %s: %s; its files stay in the outbox until that is fixed", paths.outbox, reason)
+        self._next_pause_check = time.monotonic() + OUTBOX_CHECK
+        self.ledger.set_meta(paused=json.dumps(self._paused))
+
+    def _check_paused(self, force: bool = False) -> None:
+        if not self._paused or (not force and time.monotonic() < self._next_pause_check):
+            return
+        self._next_pause_check = time.monotonic() + OUTBOX_CHECK
+        by_key = {p.folder.key: p for p in self.folders}
+        for key in list(self._paused):
+            paths = by_key.get(key)
+            if paths is None or results_problem(paths.folder) is None:
+                del self._paused[key]
+                if paths is not None:
+                    log.info("resumed %s: its folders can be written again", paths.outbox)
+        self.ledger.set_meta(paused=json.dumps(self._paused))
+
+    def _usable(self, paths: FolderPaths, checked: dict[str, bool]) -> bool:
+        """Whether jobs of this folder may start: its results can be written (asked once per
+        dispatch round, before any cloak is spent on a file that could not be saved)."""
+        key = paths.folder.key
+        if key in self._paused:
+            return False
+        if key not in checked:
+            problem = results_problem(paths.folder)
+            if problem is not None:
+                self._pause(paths, problem)
+            checked[key] = problem is None
+        return checked[key]
+
     # ----- jobs -----------------------------------------------------------------------------
     def _dispatch(self) -> None:
         free = self.config.daemon.workers - len(self._running)
         if free <= 0:
             return
         by_key = {p.folder.key: p for p in self.folders}
+        checked: dict[str, bool] = {}
         for job in self.ledger.due(time.time()):
             if free <= 0:
                 break
             paths = by_key.get(job.folder)
             if job.id in self._running or paths is None:
+                continue
+            if not self._usable(paths, checked):
                 continue
             if job.phase == "cloak" and job.source in self.tracker:
                 continue  # being written again: taken once it has settled
@@ -337,7 +380,13 @@ class Daemon:
         self._running.pop(job_id, None)
         notify.notify_status(self._status_line())
         job = self.ledger.get(job_id)
-        if state in ("done", "duplicate", "waiting") and job.source.exists():
+        if state == "paused":
+            paths = {p.folder.key: p for p in self.folders}.get(job.folder)
+            problem = results_problem(paths.folder) if paths is not None else None
+            if paths is not None and problem is not None:
+                self._pause(paths, problem)
+        written = state in ("done", "duplicate") or (state == "waiting" and job.truncated_sig)
+        if written and job.source.exists():
             # Rewritten (or, if truncated, written further) while it was read: take the new content.
             self.tracker.touch(job.source)
 
@@ -362,6 +411,8 @@ class Daemon:
             waits.append(interval / 2)
         if self.watcher is not None:
             waits.append(max(0.0, self._next_outbox_check - time.monotonic()))
+        if self._paused and not once:
+            waits.append(max(0.0, self._next_pause_check - time.monotonic()))
         return max(0.02, min(waits))
 
     def _watched_keys(self) -> set[str]:
@@ -372,10 +423,24 @@ class Daemon:
         waiting for the rest of its data (it gets its bounded wait even with ``--once``)."""
         if self.tracker or self._running:
             return False
-        watched = self._watched_keys()
+        watched = self._watched_keys() - self._paused.keys()
         if self.ledger.next_truncated_at(watched) is not None:
             return False
         return not any(job.folder in watched for job in self.ledger.due(time.time()))
+
+    def _left_undone(self) -> int:
+        """After ``--once``: say what could not be done; the exit status (1 if anything)."""
+        watched = self._watched_keys()
+        waiting = [j for j in self.ledger.waiting() if j.folder in watched]
+        for paths in self.folders:
+            key = paths.folder.key
+            if key in self._paused:
+                count = sum(j.folder == key for j in waiting)
+                log.error("could not process %d file(s) of %s: %s", count, paths.outbox, self._paused[key])
+        retries = [j for j in waiting if j.folder not in self._paused]
+        if retries:
+            log.error("%d file(s) met an error and wait in the outbox for a retry", len(retries))
+        return 1 if self._paused or retries else 0
 
     def run(self, once: bool = False) -> int:
         """Watch (or, with ``once``, drain what is waiting) until stopped; returns exit status."""
@@ -412,15 +477,17 @@ class Daemon:
             notify.notify_ready()
             notify.notify_status(self._status_line())
             self._loop(once)
+            status = self._left_undone() if once and not self.stop.is_set() else 0
         finally:
             self._shutdown(previous)
-        return 0
+        return status
 
     def _loop(self, once: bool) -> None:
         while not self.stop.is_set():
             if self._reload.is_set():
                 self._reload_config()
             self._check_outboxes()
+            self._check_paused()
             for path in self.tracker.ready():
                 self._admit(path)
             self._dispatch()

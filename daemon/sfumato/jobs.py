@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
 from sfumato.fileops import atomic_write_bytes, fsync_dir, safe_move, unique_path
+from sfumato.folders import results_problem
 from sfumato.ledger import Job, Ledger, file_sha256
 from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
 from sfumato.paths import FolderPaths
@@ -166,6 +167,11 @@ class JobRunner:
             log.info("stopped %s: it will be resumed on the next start", paths.shown(src))
             return "waiting"
         except Exception as exc:  # transient or unexpected: retry with backoff, then fail
+            if isinstance(exc, OSError) and results_problem(paths.folder) is not None:
+                # The ready, originals or failed folder broke under the job: not the picture's
+                # fault, and not one of its attempts. The daemon pauses the folder.
+                self.ledger.update(job.id, state="waiting", attempts=job.attempts - 1, progress=0.0)
+                return "paused"
             return self._retry_or_fail(job, paths, exc)
 
     def _check_input(self, job: Job, paths: FolderPaths) -> None:

@@ -222,6 +222,10 @@ class Ledger:
         """Waiting jobs whose retry time has come, oldest first."""
         return self._rows("WHERE state = 'waiting' AND next_try_at <= ? ORDER BY id", (now,))
 
+    def waiting(self) -> list[Job]:
+        """Every waiting job, due or not."""
+        return self._rows("WHERE state = 'waiting' ORDER BY id")
+
     def next_retry_at(self) -> float | None:
         with self._lock:
             row = self._db.execute("SELECT MIN(next_try_at) FROM files WHERE state = 'waiting'").fetchone()

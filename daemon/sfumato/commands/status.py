@@ -75,9 +75,11 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
         targets = {r["folder"]: r["target"] for r in db.execute("SELECT * FROM folder_targets")}
         for key in totals.keys() | targets.keys():
             folders.setdefault(key, {"outbox": key, "configured": False})
+        paused = json.loads(meta.get("paused") or "{}") if report["daemon"]["running"] else {}
         for key, folder in folders.items():
             folder["totals"] = {s: totals.get(key, {}).get(s, 0) for s in STATES}
             folder["target"] = targets.get(key)
+            folder["paused"] = paused.get(key)
         report["folders"] = list(folders.values())
         report["waiting"] = sum(f["totals"]["waiting"] for f in folders.values())
         report["current"] = [
@@ -160,6 +162,8 @@ def render(report: dict[str, Any]) -> str:
             counts = ", ".join(f"{n} {s}" for s, n in t.items() if n)
             target = f"; target {f['target']}" if f["target"] else ""
             lines.append(f"    {counts or 'nothing yet'}{target}")
+        if f.get("paused"):
+            lines.append(f"    paused: {f['paused']}")
     if not report["folders"]:
         lines.append("  none configured")
     lines.append(f"Waiting: {report['waiting']}")
