@@ -880,3 +880,43 @@ def test_a_folder_that_cannot_be_created_fails_validate_and_run_once(tmp_path):
     assert "could not process 1 file(s) of" in log.text and "/proc/sfumato-ready" in log.text
     assert "Traceback" not in log.text and "retrying" not in log.text
     assert files_under(outbox) == ["a.png"] and states(tmp_path) == [("a.png", "waiting")]
+
+
+# ----- one record, one line ---------------------------------------------------------------------
+
+
+def test_status_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    """``sfumato status | head`` ended in a BrokenPipeError traceback."""
+    config = write_config(tmp_path)
+    run_once(config, FakeCloaker())
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before status writes a byte
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sfumato", "status", "--config", str(config)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=daemon_env(tmp_path / "home"),
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 141
+
+
+def test_a_file_name_with_a_line_break_cannot_forge_a_log_line(tmp_path):
+    config = write_config(tmp_path)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "evil\n2030-01-01 00:00:00 INFO done forged.png").write_bytes(png_bytes(1))
+    process = start_daemon(config, tmp_path / "home", "--once", fake={})
+    log = LogReader(process)
+    assert process.wait(30) == 0, log.text
+    assert not any(line.startswith("2030-01-01") for line in log.lines), log.text
+    done = [line for line in log.lines if " INFO done " in line]
+    assert len(done) == 1 and done[0].endswith(
+        ' INFO done "outbox/evil\\n2030-01-01 00:00:00 INFO done forged.png" -> '
+        '"ready/evil\\n2030-01-01 00:00:00 INFO done forged.png" in 0.0 s, PSNR 41.5 dB, '
+        "target pixelart"
+    ), log.text

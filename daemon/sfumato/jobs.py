@@ -332,7 +332,7 @@ class JobRunner:
         if not _same_content(job.source, job.sha256):
             # Rewritten while we cloaked it: keep it in the outbox to be cloaked as new content.
             self.ledger.update(job.id, state="done", finished_at=time.time(), progress=1.0)
-            log.info("%s changed while it was cloaked: it will be cloaked again", job.relpath)
+            log.info("%s changed while it was cloaked: it will be cloaked again", paths.shown(job.source))
             return "done"
         moved = self._place(job, paths.originals_path(job.relpath))
         self.ledger.update(
