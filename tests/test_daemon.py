@@ -920,3 +920,33 @@ def test_a_file_name_with_a_line_break_cannot_forge_a_log_line(tmp_path):
         '"ready/evil\\n2030-01-01 00:00:00 INFO done forged.png" in 0.0 s, PSNR 41.5 dB, '
         "target pixelart"
     ), log.text
+
+
+@engine
+def test_engine_done_line_and_status_name_the_ensemble_members_used_and_left_out(tmp_path):
+    """A member that cannot be loaded (ViT-B-32 offline) was only named in a start-up warning."""
+    config = write_config(tmp_path)
+    vit = "openclip:ViT-B-32/laion2b_s34b_b79k"
+    config.write_text(
+        config.read_text()
+        + TINY_ENGINE.format(steps=2)
+        .replace(
+            'encoders = ["openclip:sfumato-tiny/random"]',
+            f'encoders = ["openclip:sfumato-tiny/random", "{vit}"]',
+        )
+        .replace("skip_unavailable_encoders = false", "skip_unavailable_encoders = true")
+    )
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "a.png").write_bytes(png_bytes(1))
+    offline = {"HF_HUB_OFFLINE": "1"}  # the weights are not cached and must not be fetched
+    process = start_daemon(config, tmp_path / "home", "--once", env=offline)
+    log = LogReader(process)
+    assert process.wait(180) == 0, log.text
+    (done,) = [line for line in log.lines if " done outbox/a.png" in line]
+    assert done.endswith(f", encoders openclip:sfumato-tiny/random (left out: {vit})"), log.text
+    status = sfumato_cli("status", "--json", "--config", str(config), home=tmp_path / "home")
+    (last,) = json.loads(status.stdout)["last_done"]
+    assert last["encoders"] == ["openclip:sfumato-tiny/random"] and last["left_out"] == [vit]
+    text = sfumato_cli("status", "--config", str(config), home=tmp_path / "home").stdout
+    assert f"encoders openclip:sfumato-tiny/random (left out: {vit})" in text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import logging
 import os
 import threading
@@ -83,6 +84,14 @@ def _as_planned(recorded: Path, relpath: str) -> Path:
     if recorded.name.startswith(INCOMPLETE_PREFIX) and not Path(relpath).name.startswith(INCOMPLETE_PREFIX):
         return recorded.with_name(recorded.name.removeprefix(INCOMPLETE_PREFIX))
     return recorded
+
+
+def describe_ensemble(ensemble: dict) -> str:
+    """``encoders A + B (left out: C)``, for the done line and ``sfumato status``."""
+    text = "encoders " + " + ".join(ensemble.get("used", []))
+    if ensemble.get("left_out"):
+        text += f" (left out: {', '.join(ensemble['left_out'])})"
+    return text
 
 
 def _sentence(text: str) -> str:
@@ -272,6 +281,8 @@ class JobRunner:
                 outcome.seconds,
                 outcome.target,
             )
+            ensemble = {"used": list(outcome.encoders), "left_out": list(outcome.left_out)}
+            job.encoders = json.dumps(ensemble) if outcome.encoders else None
             self.ledger.update(
                 job.id,
                 output=str(outcome.output),
@@ -279,6 +290,7 @@ class JobRunner:
                 ssim=outcome.ssim,
                 seconds=outcome.seconds,
                 target=outcome.target,
+                encoders=job.encoders,
             )
             if outcome.status != "ok":
                 log.warning("%s: cloak is %s", paths.shown(job.source), outcome.status)
@@ -345,6 +357,8 @@ class JobRunner:
             details.append(f"PSNR {job.psnr:.1f} dB")
         if job.target:
             details.append(f"target {job.target}")
+        if job.encoders:  # which members: one may have been left out (offline)
+            details.append(describe_ensemble(json.loads(job.encoders)))
         if job.id in self._poison_notes:
             details.append(self._poison_notes.pop(job.id))
         log.info(

@@ -32,6 +32,8 @@ class CloakOutcome:
     ssim: float
     seconds: float
     report: dict = field(default_factory=dict)
+    encoders: tuple[str, ...] = ()  # the ensemble members the cloak was computed against
+    left_out: tuple[str, ...] = ()  # members that could not be loaded (offline) and were skipped
 
 
 class Cloaker:
@@ -159,4 +161,6 @@ class Cloaker:
             ssim=report["ssim"],
             seconds=report["seconds"],
             report=report,
+            encoders=tuple(e.spec for e in encoders),
+            left_out=tuple(report["skipped_encoders"]),
         )

@@ -16,6 +16,7 @@ from typing import Any
 from sfumato.config import load_config
 from sfumato.config_file import config_path
 from sfumato.errors import SfumatoError
+from sfumato.jobs import describe_ensemble
 from sfumato.ledger import LEDGER_NAME, open_read_only
 
 RECENT = 5
@@ -99,6 +100,7 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
                 "seconds": r["seconds"],
                 "psnr": r["psnr"],
                 "target": r["target"],
+                **_ensemble(r),
                 "finished_at": r["finished_at"],
             }
             for r in db.execute(
@@ -128,6 +130,13 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
     finally:
         db.close()
     return report
+
+
+def _ensemble(row: sqlite3.Row) -> dict[str, list[str] | None]:
+    """The members a cloak used and left out (None: not recorded, as by older daemons)."""
+    text = row["encoders"] if "encoders" in row.keys() else None  # noqa: SIM118 (Row: values)
+    ensemble = json.loads(text) if text else {}
+    return {"encoders": ensemble.get("used"), "left_out": ensemble.get("left_out")}
 
 
 def _ago(timestamp: float | None) -> str:
@@ -173,6 +182,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append("Last done:")
         for r in report["last_done"]:
             psnr = f", PSNR {r['psnr']:.1f} dB" if r["psnr"] is not None else ""
+            if r.get("encoders"):
+                psnr += ", " + describe_ensemble({"used": r["encoders"], "left_out": r["left_out"]})
             lines.append(f"  {r['file']} -> {r['output']}{psnr} ({_ago(r['finished_at'])})")
     if report["last_failed"]:
         lines.append("Last failed:")
