@@ -84,6 +84,7 @@ class Daemon:
         self.tracker: StabilityTracker | None = None
         self.lock: StateLock | None = None
         self._outbox_ids: dict[Path, tuple[int, int] | None] = {}
+        self._outbox_fds: list[int] = []
         self._paused: dict[str, str] = {}  # folder key -> why its results cannot be written
         self._next_pause_check = 0.0
         self._next_outbox_check = 0.0
@@ -185,9 +186,29 @@ class Daemon:
         notify.notify_ready()
 
     # ----- events ---------------------------------------------------------------------------
+    def _hold_outboxes(self) -> None:
+        """Keep each watched outbox open: while it is held, a deleted outbox's inode cannot be
+        given to a folder made again at its path, so the two are told apart by inode."""
+        self._release_outboxes()
+        for paths in self.folders:
+            try:
+                fd = os.open(paths.outbox, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            except OSError:
+                self._outbox_ids[paths.outbox] = None
+                continue
+            self._outbox_fds.append(fd)
+            st = os.fstat(fd)
+            self._outbox_ids[paths.outbox] = (st.st_dev, st.st_ino)
+
+    def _release_outboxes(self) -> None:
+        for fd in self._outbox_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._outbox_fds, self._outbox_ids = [], {}
+
     def _start_watcher(self) -> None:
         d = self.config.daemon
-        self._outbox_ids = {p.outbox: _folder_id(p.outbox) for p in self.folders}
+        self._hold_outboxes()
         self.watcher = Watcher(self.events, polling=d.polling, poll_interval=d.poll_interval)
         self.watcher.start(outbox for outbox, found in self._outbox_ids.items() if found)
         self.tracker.tracks_writers = self.watcher.reports_closes
@@ -513,6 +534,7 @@ class Daemon:
         self.stop.set()
         if self.watcher is not None:
             self.watcher.stop()
+        self._release_outboxes()
         for _ in self._workers:
             self._jobs.put(None)
         deadline = time.monotonic() + STOP_GRACE

@@ -40,13 +40,6 @@ class TruncatedImageError(BadImageError):
     """
 
 
-class FolderError(SfumatoError):
-    """A ready, originals or failed folder cannot be created or written: not the picture's fault.
-
-    The daemon pauses that folder (its files stay in the outbox) until the folder is usable again.
-    """
-
-
 class TransientError(SfumatoError):
     """A failure that may go away on retry: disk full, out of memory, a busy device."""
 
