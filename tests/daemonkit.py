@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -14,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sfumato.errors import BadImageError, Cancelled, TransientError
-from sfumato.fileops import atomic_write_bytes
+from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
+from sfumato.fileops import atomic_write_bytes, unique_path
+from sfumato.images.sniffing import looks_unfinished
 from sfumato.pipeline import CloakOutcome
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,10 +95,35 @@ class FakeCloaker:
 
     MARK = b"cloaked:"
 
-    def __init__(self, *, delay: float = 0.0, transient_failures: int = 0, target="pixelart"):
+    def __init__(
+        self,
+        *,
+        delay: float = 0.0,
+        transient_failures: int = 0,
+        target="pixelart",
+        crash: bool = False,
+        incomplete: bool = False,
+        hold: float = 0.0,
+        hold_temp: float = 0.0,
+        calls_file: Path | None = None,
+        encoders: tuple[str, ...] = (),
+        skipped: tuple[str, ...] = (),
+    ):
+        """``crash``: SIGKILL its own process mid-cloak (as an out-of-memory kill or a native
+        crash would); ``incomplete``: name the output ``INCOMPLETE-...`` as the quick check does;
+        ``hold``: seconds to wait after the output is in place, before returning (a window for a
+        test's SIGKILL); ``hold_temp``: the same with the output still under its hidden temp name;
+        ``calls_file``: one line per cloak, counted across processes."""
         self.delay = delay
         self.transient_failures = transient_failures
         self.target = target
+        self.crash = crash
+        self.incomplete = incomplete
+        self.hold = hold
+        self.hold_temp = hold_temp
+        self.calls_file = calls_file
+        self.encoders = encoders
+        self.skipped = skipped
         self.prepared: list = []
         self.calls: list = []
         self.lock = threading.Lock()
@@ -105,13 +134,22 @@ class FakeCloaker:
     def prepare(self, options) -> None:
         self.prepared.append(options)
 
-    def cloak_file(self, src, dst, options, *, overwrite=False, progress=None, should_stop=None):
+    def cloak_file(
+        self, src, dst, options, *, overwrite=False, progress=None, should_stop=None, on_output=None
+    ):
         with self.lock:
             self.calls.append((Path(src), options))
+            if self.calls_file is not None:
+                with open(self.calls_file, "a") as handle:
+                    handle.write(f"{Path(src).name}\n")
+            if self.crash:
+                os.kill(os.getpid(), signal.SIGKILL)
             if self.transient_failures:
                 self.transient_failures -= 1
                 raise TransientError(f"could not write {dst}: No space left on device")
         data = Path(src).read_bytes()
+        if data.startswith(PNG_MAGIC) and looks_unfinished(data):  # as the image reader tells it
+            raise TruncatedImageError(f"{Path(src).name}: the image is truncated")
         if not data.startswith(PNG_MAGIC) or len(data) < 60:
             raise BadImageError(f"{src} is not a readable image: the data is truncated or corrupt")
         for step in range(4):
@@ -122,9 +160,24 @@ class FakeCloaker:
             time.sleep(self.delay / 4)
         if Path(dst).exists() and not overwrite:
             raise FileExistsError(dst)
-        atomic_write_bytes(Path(dst), self.MARK + data)
+        status = "ok"
+        if self.incomplete:  # as the pipeline names a cloak its quick check did not pass
+            status, dst = "incomplete", unique_path(Path(dst).with_name("INCOMPLETE-" + Path(dst).name))
+        if on_output is not None:
+            on_output(Path(dst))
+        if self.hold_temp:  # the engine's writer: a hidden temp name, then a rename
+            fd, temp = tempfile.mkstemp(
+                prefix=f".{Path(dst).name}.", suffix=".sfumato-tmp", dir=Path(dst).parent
+            )
+            os.write(fd, self.MARK + data)
+            os.close(fd)
+            time.sleep(self.hold_temp)
+            os.replace(temp, dst)
+        else:
+            atomic_write_bytes(Path(dst), self.MARK + data)
+        time.sleep(self.hold)
         target = self.target if options.style == "auto" else options.style
-        return CloakOutcome(Path(src), Path(dst), "ok", target, 41.5, 0.99, 0.01)
+        return CloakOutcome(Path(src), Path(dst), status, target, 41.5, 0.99, 0.01)
 
 
 def daemon_env(home: Path) -> dict[str, str]:
@@ -135,8 +188,14 @@ def daemon_env(home: Path) -> dict[str, str]:
     return env
 
 
-def start_daemon(config: Path | None, home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+def start_daemon(
+    config: Path | None, home: Path, *args: str, env: dict | None = None, fake: dict | None = None
+) -> subprocess.Popen:
+    """``sfumato run`` in its own process; with ``fake`` (FakeCloaker's keyword arguments) the
+    same command, models replaced by the stand-in cloaker (see ``fakedaemon.py``)."""
     command = [sys.executable, "-m", "sfumato", "run", *args]
+    if fake is not None:
+        command = [sys.executable, str(REPO / "tests" / "fakedaemon.py"), json.dumps(fake), *args]
     if config is not None:
         command += ["--config", str(config)]
     return subprocess.Popen(

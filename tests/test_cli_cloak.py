@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from PIL import ExifTags, Image
 from enginekit import artwork
 from sfumato.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
 FAST = ["--encoder", "effnet-lite:0", "--steps", "2", "--threads", "2", "--no-check", "--style", "pixelart"]
 
 
@@ -80,6 +84,20 @@ def test_a_bad_file_fails_alone_with_one_sentence_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out" / "notes.png").exists()
 
 
+def test_a_picture_too_small_to_cloak_fails_in_one_sentence_without_a_traceback(tmp_path, capsys):
+    """A 1×1 PNG once crashed the search with a padding RuntimeError and a traceback."""
+    tiny = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+    assert cloak(str(tiny), "-o", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RuntimeError" not in err
+    (line,) = [line for line in err.splitlines() if "dot.png" in line]
+    assert line == (
+        "failed  dot.png: 1×1 pixels is too small to cloak (at least 32 pixels on the short side)"
+    )
+    assert not (tmp_path / "out" / "dot.png").exists()
+
+
 def test_folders_expand_to_their_images(tmp_path):
     folder = tmp_path / "art"
     folder.mkdir()
@@ -117,3 +135,24 @@ def test_outputs_get_ordinary_file_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out" / "a.png").stat().st_mode) == 0o644
+
+
+def _sfumato(*args: str, cwd) -> subprocess.CompletedProcess:
+    """A real ``sfumato`` process: a library's first log call configures logging only there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFUMATO_")}
+    env.update(PYTHONPATH=str(REPO / "daemon"), HF_HUB_OFFLINE="1")  # ViT-B-32 is not cached
+    command = [sys.executable, "-m", "sfumato", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_library_and_own_warnings_do_not_leak_as_python_logging_lines(tmp_path):
+    """``WARNING:root:No pretrained weights loaded...`` and ``WARNING:sfumato...:`` lines."""
+    src = tmp_path / "a.png"
+    artwork(64).save(src)
+    check = _sfumato("check", str(src), str(src), "--encoder", "openclip:sfumato-tiny/random", cwd=tmp_path)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+    cloaked = _sfumato("cloak", str(src), "--steps", "2", "--no-check", "--style", "pixelart", cwd=tmp_path)
+    assert cloaked.returncode == 0, cloaked.stderr
+    first, second = cloaked.stderr.splitlines()
+    assert first.startswith("sfumato: leaving openclip:ViT-B-32/") and "out of the ensemble" in first
+    assert second.startswith(f"ok      {src} -> cloaked/a.png")

@@ -7,24 +7,29 @@ random encoder, and kill it (SIGKILL, SIGTERM) to check that nothing is lost or 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from daemonkit import (
     TINY_ENGINE,
     FakeCloaker,
     LogReader,
     art,
+    daemon_env,
     files_under,
     folder_block,
     png_bytes,
@@ -40,9 +45,10 @@ from sfumato.ledger import Ledger, file_sha256, open_read_only
 MARK = FakeCloaker.MARK
 
 
-def run_once(config_path: Path, cloaker: FakeCloaker) -> None:
+def run_once(config_path: Path, cloaker: FakeCloaker, status: int = 0) -> None:
+    """``run --once`` in this process; exit status 1 when a file was left for a retry."""
     config = load_config(config_path)
-    assert Daemon(config, config_path=config_path, cloaker_factory=cloaker).run(once=True) == 0
+    assert Daemon(config, config_path=config_path, cloaker_factory=cloaker).run(once=True) == status
 
 
 def states(root: Path) -> list[tuple[str, str]]:
@@ -122,7 +128,7 @@ def test_one_log_line_per_finished_file_with_time_and_psnr(tmp_path, caplog):
 
 
 def test_bad_files_go_to_failed_with_a_reason_and_others_are_left(tmp_path, caplog):
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, daemon="truncated_wait = 0.3")
     f = art(tmp_path)
     f["outbox"].mkdir(parents=True)
     (f["outbox"] / "empty.png").write_bytes(b"")
@@ -146,6 +152,9 @@ def test_bad_files_go_to_failed_with_a_reason_and_others_are_left(tmp_path, capl
     assert (f["failed"] / "corrupt.png").read_bytes() == png_bytes(1)[:40]  # original intact
     reasons = {n: (f["failed"] / f"{n}.error.txt").read_text() for n in ("empty.png", "webp.png")}
     assert reasons["empty.png"] == "empty.png is empty (0 bytes).\n"
+    assert (f["failed"] / "corrupt.png.error.txt").read_text() == (
+        "corrupt.png: the image is truncated, and it did not change for 0.3 s.\n"
+    )  # run --once gave it its bounded wait for the rest
     assert "WebP" in reasons["webp.png"] and reasons["webp.png"].count(".\n") == 1
     left = [r for r in caplog.records if "notes.txt" in r.getMessage()]
     assert len(left) == 1 and "not a JPG or PNG" in left[0].getMessage()  # logged once
@@ -199,13 +208,13 @@ def test_transient_errors_are_retried_then_failed_with_the_original_kept(tmp_pat
     f["outbox"].mkdir(parents=True)
     (f["outbox"] / "once.png").write_bytes(png_bytes(1))
     cloaker = FakeCloaker(transient_failures=1)
-    run_once(config, cloaker)
+    run_once(config, cloaker, status=1)  # could not do all its work: a retry waits
     run_once(config, cloaker)  # the retry is due now
     assert files_under(f["ready"]) == ["once.png"]
     (f["outbox"] / "never.png").write_bytes(png_bytes(2))
     cloaker.transient_failures = 10
-    for _ in range(3):
-        run_once(config, cloaker)
+    for status in (1, 0, 0):
+        run_once(config, cloaker, status=status)
         time.sleep(0.1)
     assert files_under(f["failed"]) == ["never.png", "never.png.error.txt"]
     reason = (f["failed"] / "never.png.error.txt").read_text()
@@ -504,24 +513,36 @@ def assert_each_once(root: Path, originals: dict[str, bytes]) -> None:
 
 @engine
 def test_engine_run_once_cloaks_waiting_files(tmp_path):
-    config = engine_config(tmp_path)
+    config = engine_config(tmp_path, daemon="truncated_wait = 0.5")
     outbox = art(tmp_path)["outbox"]
     outbox.mkdir(parents=True)
     originals = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
     for name, data in originals.items():
         (outbox / name).write_bytes(data)
     (outbox / "truncated.png").write_bytes(png_bytes(3)[:300])
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, format="PNG")
+    (outbox / "dot.png").write_bytes(tiny.getvalue())  # once three tracebacks, then failed
     process = start_daemon(config, tmp_path / "home", "--once")
     log = LogReader(process)
     assert process.wait(180) == 0, log.text
     assert_each_once(tmp_path, originals)
     assert log.text.count("done outbox/") == 2 and "PSNR" in log.text
-    targets = {line.rpartition("target ")[2] for line in log.lines if "done outbox/" in line}
+    targets = {line.split(", target ")[1].split(",")[0] for line in log.lines if "done outbox/" in line}
     assert len(targets) == 1  # style "auto": the folder's first image chose it for both
     failed = art(tmp_path)["failed"]
-    assert files_under(failed) == ["truncated.png", "truncated.png.error.txt"]
+    assert files_under(failed) == [
+        "dot.png",
+        "dot.png.error.txt",
+        "truncated.png",
+        "truncated.png.error.txt",
+    ]
     reason = (failed / "truncated.png.error.txt").read_text()
-    assert "truncated.png" in reason and reason.count("\n") == 1
+    assert reason.startswith("truncated.png: the image is truncated") and reason.count("\n") == 1
+    assert (failed / "dot.png.error.txt").read_text() == (
+        "dot.png: 1×1 pixels is too small to cloak (at least 32 pixels on the short side).\n"
+    )
+    assert "Traceback" not in log.text and "retrying" not in log.text
 
 
 @engine
@@ -600,3 +621,329 @@ def test_engine_sigkill_during_jobs_then_restart_loses_and_repeats_nothing(tmp_p
     assert process.wait(180) == 0, LogReader(process).text
     assert_each_once(tmp_path, originals)
     assert sorted(s for _, s in states(tmp_path)) == ["done"] * 4
+
+
+# ----- subprocess, stand-in cloaker (tests/fakedaemon.py): kills and second instances -------
+
+
+def sfumato_cli(*args: str, home: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sfumato", *args]
+    return subprocess.run(command, env=daemon_env(home), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("second_args", [["--once"], []])
+def test_a_second_daemon_on_one_state_dir_names_the_first_and_exits_non_zero(tmp_path, second_args):
+    """A service plus a manual ``sfumato run`` (or a cron ``run --once``) once both cloaked."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    home = tmp_path / "home"
+    first = start_daemon(config, home, fake={"delay": 1.0})
+    log = LogReader(first)
+    try:
+        assert log.wait_for("watching", 30), log.text
+        (f["outbox"] / "a.png").write_bytes(png_bytes(1))
+        assert wait_for(lambda: ("a.png", "working") in states(tmp_path), 10), log.text
+        second = start_daemon(config, home, *second_args, fake={})
+        try:
+            out, _ = second.communicate(timeout=30)
+        finally:
+            if second.poll() is None:
+                second.kill()
+        assert second.returncode == 1, out
+        assert out.splitlines() == [
+            f"sfumato: another sfumato daemon (pid {first.pid}) is already running with the state "
+            f"folder {tmp_path / 'state'}: stop it first, or give this one another daemon.state_dir"
+        ]
+        status = sfumato_cli("status", "--json", "--config", str(config), home=home)  # read-only
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["daemon"]["running"] is True and report["daemon"]["pid"] == first.pid
+        assert wait_for(lambda: (f["originals"] / "a.png").exists(), 10), log.text
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0, log.text
+    assert files_under(f["ready"]) == ["a.png"] and states(tmp_path) == [("a.png", "done")]
+    again = start_daemon(config, home, "--once", fake={})  # the lock went with its holder
+    assert again.wait(30) == 0, LogReader(again).text
+
+
+def test_an_image_that_kills_the_daemon_is_tried_max_attempts_times_then_failed(tmp_path):
+    """Attempts were counted only when a job ended: one file reached 6 of 3 in a crash loop."""
+    config = write_config(tmp_path, daemon="max_attempts = 3")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "bomb.png").write_bytes(png_bytes(1))
+    calls = tmp_path / "calls.txt"
+    fake = {"crash": True, "calls_file": str(calls)}
+    for _ in range(3):  # a real SIGKILL of the daemon in the middle of each try
+        process = start_daemon(config, tmp_path / "home", "--once", fake=fake)
+        assert process.wait(30) == -signal.SIGKILL
+    process = start_daemon(config, tmp_path / "home", "--once", fake=fake)
+    log = LogReader(process)
+    assert process.wait(30) == 0, log.text
+    assert calls.read_text().splitlines() == ["bomb.png"] * 3
+    assert files_under(f["failed"]) == ["bomb.png", "bomb.png.error.txt"]
+    assert (f["failed"] / "bomb.png").read_bytes() == png_bytes(1)
+    reason = (f["failed"] / "bomb.png.error.txt").read_text()
+    assert reason == (
+        "gave up after 3 attempts: the daemon died while cloaking it (out of memory, a crash or a kill).\n"
+    )
+
+
+@pytest.mark.parametrize("moment", ["output", "temp"])
+def test_sigkill_just_as_an_incomplete_output_lands_does_not_cloak_twice(tmp_path, moment):
+    """The quick check renames a failing cloak ``INCOMPLETE-...`` after the ledger planned its
+    name: killed the moment it landed (or while under its temp name), a restart cloaked again."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    calls = tmp_path / "calls.txt"
+    hold = {"hold": 30.0} if moment == "output" else {"hold_temp": 30.0}
+    process = start_daemon(
+        config, tmp_path / "home", fake={"incomplete": True, "calls_file": str(calls), **hold}
+    )
+    log = LogReader(process)
+    try:
+        assert log.wait_for("watching", 30), log.text
+        (f["outbox"] / "a.png").write_bytes(png_bytes(1))
+        if moment == "output":
+            landed = lambda: (f["ready"] / "INCOMPLETE-a.png").exists()  # noqa: E731
+        else:
+            landed = lambda: any(n.endswith(".sfumato-tmp") for n in files_under(f["ready"]))  # noqa: E731
+        assert wait_for(landed, 15, step=0.01), log.text
+    finally:
+        process.kill()
+        process.wait(10)
+    process = start_daemon(
+        config, tmp_path / "home", "--once", fake={"incomplete": True, "calls_file": str(calls)}
+    )
+    log = LogReader(process)
+    assert process.wait(30) == 0, log.text
+    assert files_under(f["ready"]) == ["INCOMPLETE-a.png"], log.text  # no second copy, no temp
+    assert files_under(f["originals"]) == ["a.png"] and files_under(f["outbox"]) == []
+    assert len(calls.read_text().splitlines()) == (1 if moment == "output" else 2)
+    (row,) = open_read_only(tmp_path / "state").execute("SELECT state, output FROM files").fetchall()
+    assert tuple(row) == ("done", str(f["ready"] / "INCOMPLETE-a.png"))
+
+
+# ----- files written in pieces ---------------------------------------------------------------
+
+
+def test_a_file_written_in_appended_chunks_is_cloaked_whole_not_split(tmp_path, running):
+    """A writer that opens, appends and closes four times with pauses longer than settle_seconds
+    (sync clients, ``cat >>``) had each piece failed as a file of its own."""
+    config = write_config(tmp_path, daemon="truncated_wait = 10")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    cloaker = FakeCloaker()
+    daemon = running(config, cloaker)
+    data = png_bytes(1, size=64)
+    cut = [len(data) * i // 4 for i in range(5)]
+    for start, end in zip(cut, cut[1:], strict=False):
+        with open(f["outbox"] / "a.png", "ab") as handle:
+            handle.write(data[start:end])
+        time.sleep(1.0)  # five times settle_seconds: each piece is taken for a whole file
+    assert wait_for(lambda: (f["originals"] / "a.png").exists(), 10), files_under(tmp_path)
+    daemon.stop()
+    assert files_under(f["failed"]) == [] and files_under(f["outbox"]) == []
+    assert files_under(f["ready"]) == ["a.png"] and files_under(f["originals"]) == ["a.png"]
+    assert (f["ready"] / "a.png").read_bytes() == MARK + data
+    assert (f["originals"] / "a.png").read_bytes() == data
+    assert states(tmp_path) == [("a.png", "done")]
+
+
+def test_a_file_that_stays_truncated_is_failed_whole_after_truncated_wait(tmp_path, running, caplog):
+    config = write_config(tmp_path, daemon="truncated_wait = 1.5")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    daemon = running(config, FakeCloaker())
+    half = png_bytes(2, size=64)[:500]
+    with caplog.at_level(logging.INFO, logger="sfumato"):
+        (f["outbox"] / "cut.png").write_bytes(half)
+        assert wait_for(lambda: "cut.png is truncated, most likely still being written" in caplog.text, 5)
+        time.sleep(0.5)
+        assert files_under(f["outbox"]) == ["cut.png"]  # waiting for the rest of it
+        assert wait_for(lambda: (f["failed"] / "cut.png.error.txt").exists(), 10)
+        daemon.stop()
+    assert files_under(f["failed"]) == ["cut.png", "cut.png.error.txt"]
+    assert (f["failed"] / "cut.png").read_bytes() == half  # whole, untouched
+    reason = (f["failed"] / "cut.png.error.txt").read_text()
+    assert reason == "cut.png: the image is truncated, and it did not change for 1.5 s.\n"
+
+
+def test_the_rest_of_a_failed_truncated_file_is_named_as_such_not_as_a_new_file(tmp_path):
+    """Appended after its wait ran out, the rest of a file arrives under the same name without
+    an image header; it is said to be that file's rest, with where the first part went."""
+    config = write_config(tmp_path, daemon="truncated_wait = 0")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    data = png_bytes(3, size=64)
+    (f["outbox"] / "a.png").write_bytes(data[:300])
+    run_once(config, FakeCloaker())
+    (f["outbox"] / "a.png").write_bytes(data[300:])
+    run_once(config, FakeCloaker())
+    assert files_under(f["failed"]) == ["a-1.png", "a-1.png.error.txt", "a.png", "a.png.error.txt"]
+    assert (f["failed"] / "a.png").read_bytes() + (f["failed"] / "a-1.png").read_bytes() == data
+    reason = (f["failed"] / "a-1.png.error.txt").read_text()
+    assert reason == (
+        "a.png does not start like an image, and a truncated file of that name was failed before "
+        "it: it looks like the rest of that file (now failed/a.png), which it completes when the "
+        "two are joined.\n"
+    )
+
+
+def test_an_outbox_deleted_and_made_again_while_running_is_watched_again(tmp_path, running, capsys):
+    """New files in the new folder were silently ignored, and status said nothing waited."""
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    daemon = running(config, FakeCloaker(delay=2.0))  # long enough for status to see one wait
+    (f["outbox"] / "before.png").write_bytes(png_bytes(1))
+    assert wait_for(lambda: (f["originals"] / "before.png").exists(), 10)
+    shutil.rmtree(f["outbox"])
+    f["outbox"].mkdir()  # at once: the filesystem may give it the old folder's inode number
+    for i in range(2):
+        (f["outbox"] / f"new{i}.png").write_bytes(png_bytes(10 + i))
+    assert wait_for(lambda: sum(s == "waiting" for _, s in states(tmp_path)) >= 1, 10)
+    assert main(["status", "--config", str(config)]) == 0
+    assert "Waiting: 0" not in capsys.readouterr().out
+    assert wait_for(lambda: len(files_under(f["originals"])) == 3, 20), files_under(tmp_path)
+    daemon.stop()
+    assert files_under(f["ready"]) == ["before.png", "new0.png", "new1.png"]
+    assert files_under(f["outbox"]) == []
+
+
+# ----- folders that cannot take results --------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["a file in the way", "read-only"])
+def test_a_ready_folder_that_cannot_be_written_pauses_its_folder_until_fixed(tmp_path, running, caplog, how):
+    """Each queued file was cloaked three times, then failed with a permission error, and
+    nothing retried once the folder was fixed. A folder problem is not the picture's fault."""
+    if how == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    config = write_config(tmp_path, daemon="retry_backoff = 0.05")
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    if how == "read-only":
+        f["ready"].mkdir()
+        f["ready"].chmod(0o555)
+    else:
+        f["ready"].write_text("not a folder")
+    cloaker = FakeCloaker()
+    with caplog.at_level(logging.INFO, logger="sfumato"):
+        daemon = running(config, cloaker)
+        for i in range(2):
+            (f["outbox"] / f"{i}.png").write_bytes(png_bytes(i))
+        assert wait_for(lambda: "paused" in caplog.text, 5)
+        time.sleep(2.5)  # retries would have come by now
+        assert files_under(f["outbox"]) == ["0.png", "1.png"] and cloaker.calls == []
+        assert files_under(f["failed"]) == []
+        paused = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+        assert len(paused) == 1 and f"the ready folder {f['ready']}" in paused[0]  # said once
+        status = sfumato_cli("status", "--config", str(config), home=tmp_path / "home")
+        assert "    paused: the ready folder" in status.stdout, status.stderr
+        if how == "read-only":
+            f["ready"].chmod(0o755)
+        else:
+            f["ready"].unlink()
+        assert wait_for(lambda: len(files_under(f["originals"])) == 2, 8), caplog.text
+        daemon.stop()
+    assert f"resumed {f['outbox']}" in caplog.text
+    assert files_under(f["ready"]) == ["0.png", "1.png"] and files_under(f["failed"]) == []
+    assert len(cloaker.calls) == 2 and [s for _, s in states(tmp_path)] == ["done", "done"]
+
+
+def test_a_folder_that_cannot_be_created_fails_validate_and_run_once(tmp_path):
+    """``ready = "/proc/ready"``: validate said ok, ``run --once`` exited 0 with the file left."""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no folder can be made")
+    folders = folder_block(tmp_path).replace(f'"{tmp_path / "art" / "ready"}"', '"/proc/sfumato-ready"')
+    config = write_config(tmp_path, folders=folders)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "a.png").write_bytes(png_bytes(1))
+    home = tmp_path / "home"
+    validate = sfumato_cli("config", "validate", "--config", str(config), home=home)
+    assert validate.returncode == 2 and validate.stdout == ""
+    assert validate.stderr.splitlines() == [
+        f"sfumato: {config}: folders[0].ready: the ready folder /proc/sfumato-ready cannot be created "
+        "(No such file or directory)"
+    ]
+    process = start_daemon(config, home, "--once", fake={})
+    log = LogReader(process)
+    assert process.wait(30) == 1, log.text
+    assert "could not process 1 file(s) of" in log.text and "/proc/sfumato-ready" in log.text
+    assert "Traceback" not in log.text and "retrying" not in log.text
+    assert files_under(outbox) == ["a.png"] and states(tmp_path) == [("a.png", "waiting")]
+
+
+# ----- one record, one line ---------------------------------------------------------------------
+
+
+def test_status_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    """``sfumato status | head`` ended in a BrokenPipeError traceback."""
+    config = write_config(tmp_path)
+    run_once(config, FakeCloaker())
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before status writes a byte
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sfumato", "status", "--config", str(config)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=daemon_env(tmp_path / "home"),
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "" and done.returncode == 141
+
+
+def test_a_file_name_with_a_line_break_cannot_forge_a_log_line(tmp_path):
+    config = write_config(tmp_path)
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "evil\n2030-01-01 00:00:00 INFO done forged.png").write_bytes(png_bytes(1))
+    process = start_daemon(config, tmp_path / "home", "--once", fake={})
+    log = LogReader(process)
+    assert process.wait(30) == 0, log.text
+    assert not any(line.startswith("2030-01-01") for line in log.lines), log.text
+    done = [line for line in log.lines if " INFO done " in line]
+    assert len(done) == 1 and done[0].endswith(
+        ' INFO done "outbox/evil\\n2030-01-01 00:00:00 INFO done forged.png" -> '
+        '"ready/evil\\n2030-01-01 00:00:00 INFO done forged.png" in 0.0 s, PSNR 41.5 dB, '
+        "target pixelart"
+    ), log.text
+
+
+@engine
+def test_engine_done_line_and_status_name_the_ensemble_members_used_and_left_out(tmp_path):
+    """A member that cannot be loaded (ViT-B-32 offline) was only named in a start-up warning."""
+    config = write_config(tmp_path)
+    vit = "openclip:ViT-B-32/laion2b_s34b_b79k"
+    config.write_text(
+        config.read_text()
+        + TINY_ENGINE.format(steps=2)
+        .replace(
+            'encoders = ["openclip:sfumato-tiny/random"]',
+            f'encoders = ["openclip:sfumato-tiny/random", "{vit}"]',
+        )
+        .replace("skip_unavailable_encoders = false", "skip_unavailable_encoders = true")
+    )
+    outbox = art(tmp_path)["outbox"]
+    outbox.mkdir(parents=True)
+    (outbox / "a.png").write_bytes(png_bytes(1))
+    offline = {"HF_HUB_OFFLINE": "1"}  # the weights are not cached and must not be fetched
+    process = start_daemon(config, tmp_path / "home", "--once", env=offline)
+    log = LogReader(process)
+    assert process.wait(180) == 0, log.text
+    (done,) = [line for line in log.lines if " done outbox/a.png" in line]
+    assert done.endswith(f", encoders openclip:sfumato-tiny/random (left out: {vit})"), log.text
+    status = sfumato_cli("status", "--json", "--config", str(config), home=tmp_path / "home")
+    (last,) = json.loads(status.stdout)["last_done"]
+    assert last["encoders"] == ["openclip:sfumato-tiny/random"] and last["left_out"] == [vit]
+    text = sfumato_cli("status", "--config", str(config), home=tmp_path / "home").stdout
+    assert f"encoders openclip:sfumato-tiny/random (left out: {vit})" in text

@@ -13,8 +13,9 @@ import pytest
 from PIL import ExifTags, Image, PngImagePlugin
 
 from imagefactory import exif_bytes, noise, png16_file, save, smooth, srgb_profile
-from sfumato.errors import BadImageError, TransientError, UsageError
+from sfumato.errors import BadImageError, TransientError, TruncatedImageError, UsageError
 from sfumato.images import (
+    MIN_CLOAK_SIDE,
     encode_artwork,
     has_gps,
     read_artwork,
@@ -84,12 +85,34 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["scan.png", "scan.jpg"])
-def test_truncated_file_is_refused_at_read_time(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("kept", [0.5, 0.05])
+def test_truncated_file_is_refused_at_read_time_as_cut_short(tmp_path: Path, name: str, kept: float) -> None:
+    """Told apart from other damage: a file cut short is most often still being written."""
     whole = save(tmp_path / ("whole" + Path(name).suffix), noise(64, 64)).read_bytes()
     path = tmp_path / name
-    path.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(BadImageError, match=rf"^{name}: the image is truncated or corrupt$"):
+    path.write_bytes(whole[: int(len(whole) * kept)])
+    with pytest.raises(TruncatedImageError, match=rf"^{name}: the image is truncated \(the file ends"):
         read_artwork(path)
+
+
+@pytest.mark.parametrize("name", ["scan.png", "scan.jpg"])
+def test_corrupt_file_with_its_end_is_not_taken_for_an_unfinished_one(tmp_path: Path, name: str) -> None:
+    whole = bytearray(save(tmp_path / ("whole" + Path(name).suffix), noise(64, 64)).read_bytes())
+    whole[40 : len(whole) - 40] = bytes(len(whole) - 80)  # zeros over the middle, the end intact
+    path = tmp_path / name
+    path.write_bytes(bytes(whole))
+    with pytest.raises(BadImageError, match=rf"^{name}: the image is truncated or corrupt$") as caught:
+        read_artwork(path)
+    assert not isinstance(caught.value, TruncatedImageError)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (31, 200), (200, 31)])
+def test_pictures_too_small_to_cloak_are_refused_in_one_sentence(tmp_path: Path, size) -> None:
+    path = save(tmp_path / "icon.png", noise(size[1], size[0]))
+    assert read_artwork(path).size == size  # readable (sfumato check compares any size)...
+    with pytest.raises(BadImageError, match=rf"^icon\.png: {size[0]}×{size[1]} pixels is too small to cloak"):
+        read_artwork(path, min_side=MIN_CLOAK_SIDE)  # ...but not cloaked
+    assert read_artwork(save(tmp_path / "ok.png", noise(32, 32)), min_side=MIN_CLOAK_SIDE).size == (32, 32)
 
 
 def test_image_over_pixel_limit_is_refused_with_its_size(tmp_path: Path) -> None:

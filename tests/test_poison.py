@@ -205,13 +205,17 @@ class PoisoningCloaker:
     def prepare(self, options) -> None:
         pass
 
-    def cloak_file(self, src, dst, options, *, overwrite=False, progress=None, should_stop=None):
+    def cloak_file(
+        self, src, dst, options, *, overwrite=False, progress=None, should_stop=None, on_output=None
+    ):
         from sfumato.fileops import atomic_write_bytes
         from sfumato.pipeline import CloakOutcome
 
         self.calls += 1
         known = options.extra.get("poison_targets") or {}
         target = known.get("ox", f"fresh-{self.calls}")
+        if on_output is not None:  # as the pipeline does: the final name first
+            on_output(Path(dst))
         atomic_write_bytes(Path(dst), Path(src).read_bytes())
         report = {
             "poison": {

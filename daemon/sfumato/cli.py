@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from sfumato import __version__
 from sfumato.errors import ConfigError, SfumatoError, UsageError
+from sfumato.logs import setup_cli_logging
 
 # Sub-command name -> module in sfumato.commands defining ``add_parser(subparsers)``; each parser
 # sets ``func(args) -> int`` as its default.
@@ -40,14 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ``sfumato status | head``: the reader went away. As a process killed by SIGPIPE would report it.
+BROKEN_PIPE_STATUS = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    if args.command != "run":  # the daemon sets up its own log lines
+        setup_cli_logging()
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could only print a traceback
+        return status
+    except BrokenPipeError:
+        _drop_stdout()
+        return BROKEN_PIPE_STATUS
     except (UsageError, ConfigError) as exc:
         _report(exc)
         return 2
@@ -56,6 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture it)
+        pass
 
 
 def _report(exc: SfumatoError) -> None:

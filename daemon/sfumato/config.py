@@ -218,6 +218,7 @@ class DaemonSettings(_Strict):
     polling: bool = False
     poll_interval: Annotated[float, Field(gt=0, le=3600)] = 2.0
     settle_seconds: Annotated[float, Field(ge=0, le=600)] = 1.0
+    truncated_wait: Annotated[float, Field(ge=0, le=86400)] = 60.0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     retry_backoff: Annotated[float, Field(ge=0)] = 30.0
     max_file_mb: Annotated[float, Field(gt=0)] = 200.0

@@ -32,6 +32,14 @@ class BadImageError(SfumatoError):
     """
 
 
+class TruncatedImageError(BadImageError):
+    """The file ends before its image does: most often it is still being written.
+
+    The daemon leaves such a file in the outbox and looks again once it has been quiet for a
+    while; only a file that stays truncated is failed, whole.
+    """
+
+
 class TransientError(SfumatoError):
     """A failure that may go away on retry: disk full, out of memory, a busy device."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import logging
 import os
 import threading
@@ -23,10 +24,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sfumato.errors import BadImageError, Cancelled, TransientError
+from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
 from sfumato.fileops import atomic_write_bytes, fsync_dir, safe_move, unique_path
+from sfumato.folders import results_problem
 from sfumato.ledger import Job, Ledger, file_sha256
-from sfumato.options import CloakOptions
+from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
 from sfumato.paths import FolderPaths
 
 log = logging.getLogger("sfumato.daemon")
@@ -53,6 +55,15 @@ def _what_it_is(path: Path) -> str:
         return "its content is not recognised"
 
 
+def file_signature(path: Path) -> str | None:
+    """Size and mtime: whether a file changed since it was last read (None if it is gone)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def _same_content(path: Path, sha256: str) -> bool:
     try:
         return file_sha256(path) == sha256
@@ -65,6 +76,22 @@ def _remove_stale_temps(planned: Path) -> None:
     with contextlib.suppress(OSError):
         for temp in planned.parent.glob(f".{glob.escape(planned.name)}.*sfumato-tmp"):
             temp.unlink()
+
+
+def _as_planned(recorded: Path, relpath: str) -> Path:
+    """The name to cloak into again after a crash: a recorded ``INCOMPLETE-`` name that never
+    landed goes back to the plain one, else a second try would be ``INCOMPLETE-INCOMPLETE-``."""
+    if recorded.name.startswith(INCOMPLETE_PREFIX) and not Path(relpath).name.startswith(INCOMPLETE_PREFIX):
+        return recorded.with_name(recorded.name.removeprefix(INCOMPLETE_PREFIX))
+    return recorded
+
+
+def describe_ensemble(ensemble: dict) -> str:
+    """``encoders A + B (left out: C)``, for the done line and ``sfumato status``."""
+    text = "encoders " + " + ".join(ensemble.get("used", []))
+    if ensemble.get("left_out"):
+        text += f" (left out: {', '.join(ensemble['left_out'])})"
+    return text
 
 
 def _sentence(text: str) -> str:
@@ -84,8 +111,10 @@ class JobRunner:
         max_file_mb: float,
         stop: threading.Event,
         on_status: Callable[[str], None] | None = None,
+        truncated_wait: float = 0.0,
     ) -> None:
         self.ledger = ledger
+        self.truncated_wait = truncated_wait
         self.max_attempts = max_attempts
         self.retry_backoff = retry_backoff
         self.max_file_bytes = int(max_file_mb * 1024 * 1024)
@@ -104,18 +133,25 @@ class JobRunner:
     ) -> str:
         """Take ``job`` as far as it goes; returns its new state."""
         src = job.source
+        # Each attempt is counted (and durable) before its work starts, and a stop on request
+        # gives it back; so a cloak still at the limit here ended with the daemon dying under it
+        # (out of memory, a native crash). Such an image is failed, not tried for ever.
+        died_every_time = job.phase == "cloak" and job.attempts >= self.max_attempts
+        if not died_every_time:
+            job.attempts += 1
         self.ledger.update(
-            job.id,
-            state="working",
-            attempts=job.attempts + 1,
-            started_at=time.time(),
-            progress=0.0,
+            job.id, state="working", attempts=job.attempts, started_at=time.time(), progress=0.0
         )
-        job.attempts += 1
         for planned in (job.output, job.original_to):
             if planned:
                 _remove_stale_temps(Path(planned))
         try:
+            if died_every_time:
+                reason = (
+                    f"gave up after {job.attempts} attempts: the daemon died while cloaking it "
+                    "(out of memory, a crash or a kill)"
+                )
+                return self._fail(job, paths, reason)
             if job.phase == "fail":
                 return self._fail(job, paths, job.error or "could not be cloaked")
             if job.phase == "duplicate":
@@ -123,19 +159,32 @@ class JobRunner:
             if not src.exists():
                 return self._vanished(job, paths)
             if job.phase == "cloak":
-                self._check_input(src)
-                self._cloak(job, paths, options, cloaker, auto_style=auto_style)
+                seen = file_signature(src)  # before reading: what a truncated read saw
+                try:
+                    self._check_input(job, paths)
+                    self._cloak(job, paths, options, cloaker, auto_style=auto_style)
+                except TruncatedImageError as exc:
+                    return self._wait_for_rest(job, paths, str(exc), seen)
             return self._move_original(job, paths)
         except BadImageError as exc:
+            if job.truncated_sig:  # complete now, but bad for another reason
+                job.truncated_sig = None
+                self.ledger.update(job.id, truncated_sig=None)
             return self._fail(job, paths, str(exc))
         except Cancelled:
             self.ledger.update(job.id, state="waiting", attempts=job.attempts - 1, progress=0.0)
             log.info("stopped %s: it will be resumed on the next start", paths.shown(src))
             return "waiting"
         except Exception as exc:  # transient or unexpected: retry with backoff, then fail
+            if isinstance(exc, OSError) and results_problem(paths.folder) is not None:
+                # The ready, originals or failed folder broke under the job: not the picture's
+                # fault, and not one of its attempts. The daemon pauses the folder.
+                self.ledger.update(job.id, state="waiting", attempts=job.attempts - 1, progress=0.0)
+                return "paused"
             return self._retry_or_fail(job, paths, exc)
 
-    def _check_input(self, src: Path) -> None:
+    def _check_input(self, job: Job, paths: FolderPaths) -> None:
+        src = job.source
         size = src.stat().st_size
         if size == 0:
             raise BadImageError(f"{src.name} is empty (0 bytes)")
@@ -145,7 +194,52 @@ class JobRunner:
                 f"{self.max_file_bytes / 1048576:g} MB limit (daemon.max_file_mb)"
             )
         if sniff(src) is None:
+            earlier = self._earlier_piece(job)
+            if earlier is not None:
+                raise BadImageError(
+                    f"{src.name} does not start like an image, and a truncated file of that name "
+                    f"was failed before it: it looks like the rest of that file (now "
+                    f"{paths.shown(earlier)}), which it completes when the two are joined"
+                )
             raise BadImageError(f"{src.name} is not a PNG or JPEG image: {_what_it_is(src)}")
+
+    def _earlier_piece(self, job: Job) -> Path | None:
+        """A headerless file under a name whose last file was failed as truncated: its rest,
+        written after the wait ran out. Said so, rather than called an unknown kind of file."""
+        rows = [r for r in self.ledger.history(job.folder, job.relpath) if r.id != job.id]
+        last = rows[-1] if rows else None
+        if last is None or last.state != "failed" or not last.truncated_sig or not last.original_to:
+            return None
+        return Path(last.original_to)
+
+    def _wait_for_rest(self, job: Job, paths: FolderPaths, reason: str, seen: str | None) -> str:
+        """A file cut short stays in the outbox: it is read again when it changes, and failed
+        whole once it has stayed the same, still truncated, for ``truncated_wait`` seconds."""
+        now = time.time()
+        unchanged = seen is not None and seen == job.truncated_sig
+        if self.truncated_wait <= 0 or (unchanged and now >= job.next_try_at):
+            job.truncated_sig = seen or "gone"  # remembered: a headerless rest may follow it
+            self.ledger.update(job.id, truncated_sig=job.truncated_sig)
+            quiet = f", and it did not change for {self.truncated_wait:g} s" if self.truncated_wait else ""
+            return self._fail(job, paths, reason + quiet)
+        deadline = job.next_try_at if unchanged else now + self.truncated_wait
+        self.ledger.update(
+            job.id,
+            state="waiting",
+            attempts=job.attempts - 1,  # not the picture's try: its writer has not finished
+            truncated_sig=seen,
+            next_try_at=deadline,
+            error=reason,
+            progress=0.0,
+        )
+        if not unchanged:
+            log.info(
+                "%s is truncated, most likely still being written: left in the outbox until it "
+                "changes (failed if it stays so for %g s)",
+                paths.shown(job.source),
+                self.truncated_wait,
+            )
+        return "waiting"
 
     def _cloak(
         self, job: Job, paths: FolderPaths, options: CloakOptions, cloaker, *, auto_style: bool
@@ -157,8 +251,17 @@ class JobRunner:
             if planned is None:
                 planned = unique_path(paths.ready_path(job.relpath))
                 self.ledger.update(job.id, output=str(planned))
+            else:
+                planned = _as_planned(planned, job.relpath)
             planned.parent.mkdir(parents=True, exist_ok=True)
             self.on_status(f"cloaking {paths.shown(job.source)}")
+
+            def record_output(final: Path) -> None:
+                """The final name (``INCOMPLETE-...`` perhaps) is in the ledger before the rename."""
+                if str(final) != job.output:
+                    job.output = str(final)
+                    self.ledger.update(job.id, output=str(final))
+
             outcome = cloaker.cloak_file(
                 job.source,
                 planned,
@@ -166,6 +269,7 @@ class JobRunner:
                 overwrite=False,
                 progress=self._progress_writer(job.id),
                 should_stop=self.stop.is_set,
+                on_output=record_output,
             )
             target = outcome.target
             if auto_style and target:
@@ -177,6 +281,8 @@ class JobRunner:
                 outcome.seconds,
                 outcome.target,
             )
+            ensemble = {"used": list(outcome.encoders), "left_out": list(outcome.left_out)}
+            job.encoders = json.dumps(ensemble) if outcome.encoders else None
             self.ledger.update(
                 job.id,
                 output=str(outcome.output),
@@ -184,11 +290,12 @@ class JobRunner:
                 ssim=outcome.ssim,
                 seconds=outcome.seconds,
                 target=outcome.target,
+                encoders=job.encoders,
             )
             if outcome.status != "ok":
                 log.warning("%s: cloak is %s", paths.shown(job.source), outcome.status)
         job.phase = "move"
-        self.ledger.update(job.id, phase="move", progress=1.0)
+        self.ledger.update(job.id, phase="move", progress=1.0, truncated_sig=None)
 
     def _note_poison(self, job: Job, poison: dict | None) -> None:
         """Record an auto target for its concept and keep the figures for the job's log line."""
@@ -237,7 +344,7 @@ class JobRunner:
         if not _same_content(job.source, job.sha256):
             # Rewritten while we cloaked it: keep it in the outbox to be cloaked as new content.
             self.ledger.update(job.id, state="done", finished_at=time.time(), progress=1.0)
-            log.info("%s changed while it was cloaked: it will be cloaked again", job.relpath)
+            log.info("%s changed while it was cloaked: it will be cloaked again", paths.shown(job.source))
             return "done"
         moved = self._place(job, paths.originals_path(job.relpath))
         self.ledger.update(
@@ -250,6 +357,8 @@ class JobRunner:
             details.append(f"PSNR {job.psnr:.1f} dB")
         if job.target:
             details.append(f"target {job.target}")
+        if job.encoders:  # which members: one may have been left out (offline)
+            details.append(describe_ensemble(json.loads(job.encoders)))
         if job.id in self._poison_notes:
             details.append(self._poison_notes.pop(job.id))
         log.info(

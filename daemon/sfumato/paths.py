@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from sfumato.config import FolderSettings
+from sfumato.logs import quoted
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif"})
 
@@ -96,11 +97,12 @@ class FolderPaths:
         return Path(self.folder.failed) / rel
 
     def shown(self, path: Path | str) -> str:
-        """A short form for logs: relative to the folder holding outbox/ready/... where possible."""
+        """A short form for logs: relative to the folder holding outbox/ready/... where possible,
+        quoted if the name could split a log line."""
         path = Path(path)
         for base in {self.outbox.parent, Path(self.folder.ready).parent}:
             try:
-                return path.relative_to(base).as_posix()
+                return quoted(path.relative_to(base).as_posix())
             except ValueError:
                 continue
-        return str(path)
+        return quoted(path)

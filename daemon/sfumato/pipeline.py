@@ -13,11 +13,9 @@ from pathlib import Path
 
 from sfumato.errors import EncoderError, TransientError, UsageError, stop_if_asked
 from sfumato.fileops import unique_path
-from sfumato.images import read_artwork, write_artwork
-from sfumato.options import CloakOptions
+from sfumato.images import MIN_CLOAK_SIDE, read_artwork, write_artwork
+from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
 from sfumato.verify.settings import check_settings
-
-INCOMPLETE_PREFIX = "INCOMPLETE-"
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +32,8 @@ class CloakOutcome:
     ssim: float
     seconds: float
     report: dict = field(default_factory=dict)
+    encoders: tuple[str, ...] = ()  # the ensemble members the cloak was computed against
+    left_out: tuple[str, ...] = ()  # members that could not be loaded (offline) and were skipped
 
 
 class Cloaker:
@@ -96,8 +96,13 @@ class Cloaker:
         overwrite: bool = False,
         progress: Callable[[float], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_output: Callable[[Path], None] | None = None,
     ) -> CloakOutcome:
         """Cloak ``src`` into ``dst`` (temp name, fsync, rename); ``src`` is never touched.
+
+        The output may end up under another name (``INCOMPLETE-...`` when the quick check fails):
+        ``on_output`` is called with the final name before anything is written there, so the
+        daemon's ledger knows it before a crash could leave it (or its temp file) behind.
 
         Raises BadImageError (file will never work), TransientError (retry later), EncoderError
         (configuration), Cancelled (``should_stop`` returned True; nothing written).
@@ -110,7 +115,7 @@ class Cloaker:
             raise UsageError(f"{dst} already exists: use --force to overwrite it")
         if dst.exists() and dst.resolve() == src.resolve():
             raise UsageError(f"{src}: the output would overwrite the input; choose another folder")
-        art = read_artwork(src)
+        art = read_artwork(src, min_side=MIN_CLOAK_SIDE)
         # Reading a large file, the engine's first import and a model load each take seconds:
         # a stop asked for meanwhile is honoured before the search starts, not after it.
         stop_if_asked(should_stop)
@@ -144,6 +149,8 @@ class Cloaker:
                 dst = dst.with_name(f"{INCOMPLETE_PREFIX}{dst.name}")
                 dst = dst if overwrite else unique_path(dst)
                 log.warning("%s is incomplete: %s", src.name, verdict.reason)
+        if on_output is not None:
+            on_output(dst)
         write_artwork(art, result.pixels, dst, metadata=options.metadata)
         return CloakOutcome(
             input=src,
@@ -154,4 +161,6 @@ class Cloaker:
             ssim=report["ssim"],
             seconds=report["seconds"],
             report=report,
+            encoders=tuple(e.spec for e in encoders),
+            left_out=tuple(report["skipped_encoders"]),
         )

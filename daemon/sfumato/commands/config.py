@@ -7,8 +7,10 @@ import os
 
 import tomli_w
 
-from sfumato.config import config_to_dict, load_config
+from sfumato.config import Config, config_to_dict, load_config
 from sfumato.config_file import config_path, write_default_config
+from sfumato.errors import ConfigError
+from sfumato.folders import RESULT_ROLES, folder_problem
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +47,23 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(None if use_defaults else path)  # ConfigError: exit 2, a line each
     if args.action == "show":
         print(tomli_w.dumps(config_to_dict(config)), end="")
-    else:
-        print(f"{path}: ok ({len(config.folders)} folder(s))")
+        return 0
+    problems = folder_problems(config)
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {problem}" for problem in problems))
+    print(f"{path}: ok ({len(config.folders)} folder(s))")
     return 0
+
+
+def folder_problems(config: Config) -> list[str]:
+    """Folders the daemon could not create or write (nothing is created to find out)."""
+    problems = []
+    state = folder_problem(config.daemon.state_dir, "state", create=False)
+    if state:
+        problems.append(f"daemon.state_dir: {state}")
+    for index, folder in enumerate(config.folders):
+        for role in ("outbox", *RESULT_ROLES):
+            problem = folder_problem(getattr(folder, role), role, create=False)
+            if problem:
+                problems.append(f"folders[{index}].{role}: {problem}")
+    return problems

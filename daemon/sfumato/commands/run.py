@@ -65,5 +65,4 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     _lower_priority(config.daemon.nice)
-    log.info("config %s, ledger in %s", path, config.daemon.state_dir)
     return Daemon(config, config_path=path).run(once=args.once)

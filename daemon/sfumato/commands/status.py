@@ -16,6 +16,7 @@ from typing import Any
 from sfumato.config import load_config
 from sfumato.config_file import config_path
 from sfumato.errors import SfumatoError
+from sfumato.jobs import describe_ensemble
 from sfumato.ledger import LEDGER_NAME, open_read_only
 
 RECENT = 5
@@ -75,9 +76,11 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
         targets = {r["folder"]: r["target"] for r in db.execute("SELECT * FROM folder_targets")}
         for key in totals.keys() | targets.keys():
             folders.setdefault(key, {"outbox": key, "configured": False})
+        paused = json.loads(meta.get("paused") or "{}") if report["daemon"]["running"] else {}
         for key, folder in folders.items():
             folder["totals"] = {s: totals.get(key, {}).get(s, 0) for s in STATES}
             folder["target"] = targets.get(key)
+            folder["paused"] = paused.get(key)
         report["folders"] = list(folders.values())
         report["waiting"] = sum(f["totals"]["waiting"] for f in folders.values())
         report["current"] = [
@@ -97,6 +100,7 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
                 "seconds": r["seconds"],
                 "psnr": r["psnr"],
                 "target": r["target"],
+                **_ensemble(r),
                 "finished_at": r["finished_at"],
             }
             for r in db.execute(
@@ -126,6 +130,13 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
     finally:
         db.close()
     return report
+
+
+def _ensemble(row: sqlite3.Row) -> dict[str, list[str] | None]:
+    """The members a cloak used and left out (None: not recorded, as by older daemons)."""
+    text = row["encoders"] if "encoders" in row.keys() else None  # noqa: SIM118 (Row: values)
+    ensemble = json.loads(text) if text else {}
+    return {"encoders": ensemble.get("used"), "left_out": ensemble.get("left_out")}
 
 
 def _ago(timestamp: float | None) -> str:
@@ -160,6 +171,8 @@ def render(report: dict[str, Any]) -> str:
             counts = ", ".join(f"{n} {s}" for s, n in t.items() if n)
             target = f"; target {f['target']}" if f["target"] else ""
             lines.append(f"    {counts or 'nothing yet'}{target}")
+        if f.get("paused"):
+            lines.append(f"    paused: {f['paused']}")
     if not report["folders"]:
         lines.append("  none configured")
     lines.append(f"Waiting: {report['waiting']}")
@@ -169,6 +182,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append("Last done:")
         for r in report["last_done"]:
             psnr = f", PSNR {r['psnr']:.1f} dB" if r["psnr"] is not None else ""
+            if r.get("encoders"):
+                psnr += ", " + describe_ensemble({"used": r["encoders"], "left_out": r["left_out"]})
             lines.append(f"  {r['file']} -> {r['output']}{psnr} ({_ago(r['finished_at'])})")
     if report["last_failed"]:
         lines.append("Last failed:")

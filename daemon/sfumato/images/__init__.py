@@ -24,18 +24,22 @@ input's format):
 - **Colour profile**: the ICC profile (and PNG sRGB/gAMA/cHRM chunks) are always kept, as is dpi.
 - **Metadata**: ``keep`` keeps EXIF (without its thumbnail, which shows the uncloaked picture),
   XMP, PNG text and JPEG comments; ``strip`` (the default) removes them all, GPS included.
-- Files over ``max_pixels`` (200 megapixels by default) are refused before any pixel is decoded.
+- Files over ``max_pixels`` (200 megapixels by default) are refused before any pixel is decoded,
+  and so are pictures to be cloaked under ``MIN_CLOAK_SIDE`` (32) pixels on the short side.
+- A file cut short (no PNG IEND or JPEG EOI at its end) raises ``TruncatedImageError``: it is
+  most often still being written.
 """
 
 from sfumato.images.artwork import Artwork
 from sfumato.images.metadata import has_gps
-from sfumato.images.reading import DEFAULT_MAX_PIXELS, read_artwork
+from sfumato.images.reading import DEFAULT_MAX_PIXELS, MIN_CLOAK_SIDE, read_artwork
 from sfumato.images.sniffing import sniff_format
 from sfumato.images.writing import JPEG_QUALITY, encode_artwork, write_artwork
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "JPEG_QUALITY",
+    "MIN_CLOAK_SIDE",
     "Artwork",
     "encode_artwork",
     "has_gps",

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps
 
-from sfumato.errors import BadImageError, TransientError
+from sfumato.errors import BadImageError, TransientError, TruncatedImageError
 from sfumato.fileops import is_transient_oserror
 from sfumato.images import png16
 from sfumato.images.artwork import Artwork
@@ -27,9 +27,15 @@ from sfumato.images.metadata import (
     estimate_jpeg_quality,
     png_colour_chunks,
 )
-from sfumato.images.sniffing import HEADER_BYTES, describe_other, sniff_bytes
+from sfumato.images.sniffing import HEADER_BYTES, describe_other, looks_unfinished, sniff_bytes
 
 DEFAULT_MAX_PIXELS = 200_000_000
+
+# The shortest side a picture must have to be cloaked. The engine's smoothing kernels and SSIM
+# window need a few pixels to pad against (a 1×1 image crashes the search), its JPEG views work
+# on 8×8 blocks, and a cloak must survive at least a few of them; below 32 pixels a picture is an
+# icon, not artwork anyone would train on. ``sfumato cloak`` and the daemon both ask for it.
+MIN_CLOAK_SIDE = 32
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 
@@ -58,8 +64,17 @@ def _pixel_limit(max_pixels: int) -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+def _damaged(path: Path, data: bytes) -> BadImageError:
+    """A file cut short (no end marker) is told apart: it is most often still being written."""
+    if looks_unfinished(data):
+        return TruncatedImageError(
+            f"{path.name}: the image is truncated (the file ends before the image does)"
+        )
+    return BadImageError(f"{path.name}: the image is truncated or corrupt")
+
+
 @contextlib.contextmanager
-def _decoding(path: Path) -> Iterator[None]:
+def _decoding(path: Path, data: bytes) -> Iterator[None]:
     """Turn whatever Pillow raises on a damaged file into one sentence about that file."""
     try:
         yield
@@ -68,9 +83,9 @@ def _decoding(path: Path) -> Iterator[None]:
     except OSError as exc:
         if is_transient_oserror(exc):
             raise TransientError(f"{path.name}: could not be read ({exc.strerror})") from exc
-        raise BadImageError(f"{path.name}: the image is truncated or corrupt") from exc
+        raise _damaged(path, data) from exc
     except _DECODE_ERRORS as exc:
-        raise BadImageError(f"{path.name}: the image is truncated or corrupt") from exc
+        raise _damaged(path, data) from exc
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -94,9 +109,9 @@ def _read_bytes(path: Path) -> bytes:
         raise BadImageError(f"{path.name}: cannot be read ({exc.strerror})") from exc
 
 
-def _open(data: bytes, path: Path, max_pixels: int) -> Image.Image:
+def _open(data: bytes, path: Path, max_pixels: int, min_side: int = 1) -> Image.Image:
     """Parse the header only; the size is checked before any pixel is decoded."""
-    with _decoding(path), _pixel_limit(max_pixels):
+    with _decoding(path, data), _pixel_limit(max_pixels):
         try:
             img = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
         except Image.DecompressionBombError as exc:
@@ -110,6 +125,11 @@ def _open(data: bytes, path: Path, max_pixels: int) -> Image.Image:
         )
     if width == 0 or height == 0:
         raise BadImageError(f"{path.name}: the image has no pixels")
+    if min(width, height) < min_side:
+        raise BadImageError(
+            f"{path.name}: {width}×{height} pixels is too small to cloak "
+            f"(at least {min_side} pixels on the short side)"
+        )
     if getattr(img, "n_frames", 1) > 1 and img.format == "PNG":
         raise BadImageError(f"{path.name}: animated PNGs are not supported")
     return img
@@ -172,15 +192,16 @@ def _samples(img: Image.Image, wide: str | None, reopen: Callable) -> tuple[np.n
     return None
 
 
-def read_artwork(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork:
+def read_artwork(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1) -> Artwork:
     """Decode ``path`` fully (so truncation fails here, not halfway through a cloak).
 
-    Raises BadImageError for anything that will never work and TransientError for disk or memory
-    trouble worth retrying.
+    Raises BadImageError for anything that will never work (TruncatedImageError for a file cut
+    short, which may still be being written; ``min_side``: pictures to be cloaked pass
+    :data:`MIN_CLOAK_SIDE`) and TransientError for disk or memory trouble worth retrying.
     """
     path = Path(path)
     data = _read_bytes(path)
-    img = _open(data, path, max_pixels)
+    img = _open(data, path, max_pixels, min_side)
     source_mode = img.mode
     wide = png16.wide_rawmode(img)  # must be asked before decoding: Pillow then drops the tile
 
@@ -189,7 +210,7 @@ def read_artwork(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Artwork
         again.load()
         return _upright(again)
 
-    with _decoding(path):
+    with _decoding(path, data):
         img.load()
         orientation = _orientation(img)
         _upright(img)

@@ -53,6 +53,21 @@ def describe_other(head: bytes) -> str:
     return "its content is not recognised"
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_JPEG_END = b"\xff\xd9"
+
+
+def looks_unfinished(data: bytes) -> bool:
+    """Whether a PNG or JPEG lacks its end marker (IEND, EOI): the file was cut short, most often
+    because it is still being written. Only asked of data that failed to decode."""
+    fmt = sniff_bytes(data[:HEADER_BYTES])
+    if fmt == "PNG":
+        return not data.endswith(_PNG_END)
+    if fmt == "JPEG":
+        return not data.rstrip(b"\x00\r\n ").endswith(_JPEG_END)
+    return False
+
+
 def sniff_format(path: Path) -> str | None:
     """ "PNG" or "JPEG" by magic bytes, or None for anything else, including unreadable files."""
     try:
