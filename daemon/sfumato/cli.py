@@ -14,6 +14,7 @@ from sfumato.errors import ConfigError, SfumatoError, UsageError
 # sets ``func(args) -> int`` as its default.
 COMMANDS = {
     "cloak": "cloak",
+    "batch": "batch",
     "run": "run",
     "status": "status",
     "config": "config",
