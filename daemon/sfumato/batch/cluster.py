@@ -30,6 +30,7 @@ class Cluster:
     owned: bool  # started (or joined) by this batch, so it is shut down (or left) at the end
     cpus: float
     gpus: float
+    memory: float  # bytes Ray may hand out to tasks and actors
     local: bool
 
 
@@ -71,6 +72,7 @@ def connect(address: str | None, *, local_cpus: int | None = None) -> Cluster:
         owned=owned,
         cpus=float(resources.get("CPU", 0)),
         gpus=float(resources.get("GPU", 0)),
+        memory=float(resources.get("memory", 0)),
         local=address is None,
     )
 

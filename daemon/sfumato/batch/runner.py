@@ -26,6 +26,9 @@ from sfumato.pipeline import cloak_record
 
 # Files each worker holds at once: one cloaking, one waiting, so it never idles between files.
 DEPTH = 2
+# Bytes of memory a worker's models and one image take (README: 1.5-2.3 GB with ViT-B-32): the
+# default pool is no larger than the cluster's memory holds.
+WORKER_MEMORY = 2e9
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,6 @@ class BatchRun:
                 cluster = connect(self.config.address, local_cpus=self._local_cpus())
                 try:
                     self.pool = _Pool(cluster, self.config, self.options)
-                    self.counts.started = time.monotonic()  # the rate counts cloaking, not start-up
                     self.reporter.started(self.counts, self.pool.size)
                     self._dispatch(self._tasks(pending))
                 finally:
@@ -134,25 +136,38 @@ class BatchRun:
             yield BatchTask(rel=item.rel, sha256=sha256_of(data), data=data)
 
     def _dispatch(self, tasks: Iterator[BatchTask]) -> None:
-        ray = self.pool.ray
+        """Keep every ready worker DEPTH files deep; a worker gets files only once its models are
+        loaded, so one that cannot be placed (a busy cluster) never holds files back."""
+        ray, pool = self.pool.ray, self.pool
         retries: deque[BatchTask] = deque()
-        inflight: dict = {}  # ObjectRef -> (task, worker index)
+        inflight: dict = {}  # ObjectRef -> (task, worker index, actor)
+        exhausted = False
+        clock_reset = False
         while True:
-            for index in self.pool.free_slots(inflight):
-                task = retries.popleft() if retries else next(tasks, None)
+            for index in pool.free_slots(inflight):
+                task = retries.popleft() if retries else None if exhausted else next(tasks, None)
                 if task is None:
+                    exhausted = True
                     break
-                actor = self.pool.actors[index]
+                actor = pool.actors[index]
                 inflight[actor.cloak.remote(task)] = (task, index, actor)
-            if not inflight:
-                if self.pool.alive():
-                    break  # every slot was free and nothing was left to hand out
+            if not inflight and exhausted and not retries:
+                break  # every file is back
+            waiting = [*inflight, *pool.preparing]
+            if not waiting:
                 raise SfumatoError(
                     "every worker died and no more could be started, so some files were not "
                     "cloaked: run the same command again to finish them"
                 )
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
             for ref in ready:
+                if ref in pool.preparing:
+                    note = pool.prepared(ref)
+                    if note:
+                        self.reporter.note(note)
+                    elif not clock_reset:  # the rate counts cloaking, not start-up
+                        self.counts.started, clock_reset = time.monotonic(), True
+                    continue
                 task, index, actor = inflight.pop(ref)
                 try:
                     result: TaskResult = ray.get(ref)
@@ -226,8 +241,8 @@ class BatchRun:
 
 
 class _Pool:
-    """The workers: actors that each load the models once; a dead one is replaced while the
-    replacement budget lasts (twice the pool's size)."""
+    """The workers: actors that each load the models once (``prepare``) before they get files; a
+    dead one is replaced while the replacement budget lasts (twice the pool's size)."""
 
     def __init__(self, cluster: Cluster, config: BatchConfig, options: CloakOptions) -> None:
         self.ray = cluster.ray
@@ -242,18 +257,11 @@ class _Pool:
         self.resources = dict(num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker)
         self.replacements = 2 * self.size
         self.actors: list = [None] * self.size
+        self.ready = [False] * self.size
+        self.preparing: dict = {}  # prepare() ObjectRef -> (index, actor)
         self.started = 0
         for index in range(self.size):
-            self.actors[index] = self._start()
-        try:
-            problems = self.ray.get([a.prepare.remote() for a in self.actors])
-        except self.ray.exceptions.RayError as exc:
-            reason = " ".join(str(exc).split())[:300]
-            raise SfumatoError(f"the batch workers could not start: {reason}") from None
-        for problem in problems:
-            if problem is not None:
-                kind, sentence = problem
-                raise (UsageError if kind == "usage" else EncoderError)(sentence)
+            self._start(index)
 
     def _size(self, cluster: Cluster) -> int:
         cpus, gpus = self.config.cpus_per_worker, self.config.gpus_per_worker
@@ -268,25 +276,45 @@ class _Pool:
         fit = math.floor(cluster.cpus / cpus) if cpus else math.inf
         if gpus:
             fit = min(fit, math.floor(cluster.gpus / gpus))
-        if not fit or fit is math.inf:
+        if cluster.memory:  # by default, no more workers than the memory holds models for
+            fit = min(fit, max(1, math.floor(cluster.memory / WORKER_MEMORY)))
+        if not fit or fit == math.inf:
             raise UsageError(
                 f"the cluster has {cluster.cpus:g} CPUs and {cluster.gpus:g} GPUs: not enough for one "
                 f"worker with {cpus:g} CPUs and {gpus:g} GPUs"
             )
         return int(fit)
 
-    def _start(self):
+    def _start(self, index: int) -> None:
         name = f"sfumato-batch-{os.getpid()}-{self.started}"
         self.started += 1
         # No restarts by Ray: the driver itself replaces a dead worker and retries its files.
-        return self.remote.options(name=name, max_restarts=0, **self.resources).remote(self.setup)
+        actor = self.remote.options(name=name, max_restarts=0, **self.resources).remote(self.setup)
+        self.actors[index], self.ready[index] = actor, False
+        self.preparing[actor.prepare.remote()] = (index, actor)
+
+    def prepared(self, ref) -> str | None:
+        """A worker's models are loaded (it gets files now), or it died trying (a note to show);
+        a problem with the settings themselves (unknown encoder...) ends the batch."""
+        index, actor = self.preparing.pop(ref)
+        try:
+            problem = self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            self.retire(index, actor)
+            return f"a worker could not start: {' '.join(str(exc).split())[:300]}"
+        if problem is not None:
+            kind, sentence = problem
+            raise (UsageError if kind == "usage" else EncoderError)(sentence)
+        if actor is self.actors[index]:
+            self.ready[index] = True
+        return None
 
     def free_slots(self, inflight: dict) -> list[int]:
-        """Worker indexes with room for one more file, once per free slot."""
+        """Ready workers' indexes, once per free slot."""
         held = [0] * self.size
         for _, index, actor in inflight.values():
             held[index] += actor is self.actors[index]
-        return [i for i in range(self.size) for _ in range(DEPTH - held[i]) if self.actors[i] is not None]
+        return [i for i in range(self.size) if self.ready[i] for _ in range(DEPTH - held[i])]
 
     def retire(self, index: int, actor) -> bool:
         """Replace a dead worker, once (its other files report the same death); True the first time."""
@@ -294,14 +322,11 @@ class _Pool:
             return False
         with contextlib.suppress(Exception):
             self.ray.kill(actor, no_restart=True)
-        self.actors[index] = None
+        self.actors[index], self.ready[index] = None, False
         if self.replacements > 0:
             self.replacements -= 1
-            self.actors[index] = self._start()
+            self._start(index)
         return True
-
-    def alive(self) -> bool:
-        return any(a is not None for a in self.actors)
 
 
 def run_batch(config: BatchConfig, reporter) -> Counts:
