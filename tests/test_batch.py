@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from enginekit import TINY_CLIP, artwork
 from sfumato.batch.manifest import Manifest
@@ -126,6 +127,7 @@ class Runs:
     b_err: str
     killed: dict
     rows: list[dict]
+    planted: dict[str, str]  # rel -> an output left without a row before run B
 
 
 def _free_port() -> int:
@@ -199,6 +201,14 @@ def runs():
             if p.is_file() and p.name != MANIFEST_NAME:
                 a_outputs[p.relative_to(dst).as_posix()] = (p.stat().st_ino, p.stat().st_mtime_ns)
 
+        # As if A had crashed between an output's rename and its row: outputs without rows, one
+        # under the other name (INCOMPLETE-) its file may get. B must overwrite or remove them.
+        order = [i.rel for i in plan_batch(src, dst) if i.rel != CORRUPT]
+        untouched = [rel for rel in order if rel not in a_outputs][-2:]
+        planted = {untouched[-1]: untouched[-1], untouched[0]: output_names(untouched[0])[1]}
+        for stale in planted.values():
+            (dst / stale).write_bytes(b"left by a crash")
+
         # Run B: the same command resumed on the started cluster, by its address; a helper
         # kills one of its workers with ray.kill as soon as B has finished a file.
         helper = subprocess.Popen(
@@ -229,6 +239,7 @@ def runs():
             b_err=b.stderr,
             killed=killed,
             rows=_rows(dst),
+            planted=planted,
         )
     finally:
         head.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
@@ -286,6 +297,17 @@ def test_every_input_has_exactly_one_output_and_one_row(runs):
         assert row["sha256"] == runs.inputs[rel]
         assert {"input", "output", "status", "error", "target", "psnr", "ssim", "seconds"} <= row.keys()
         assert row["target"] == "pixelart" and row["psnr"] > 30
+
+
+@needs_ray
+def test_an_output_left_without_its_row_is_overwritten_not_duplicated(runs):
+    assert len(runs.planted) == 2
+    for rel, stale in runs.planted.items():
+        assert not (runs.dst / stale).exists() or (runs.dst / stale).read_bytes() != b"left by a crash"
+        (row,) = [r for r in runs.rows if r["path"] == rel]
+        assert row["output_path"] == rel
+        assert Image.open(runs.dst / rel).size == Image.open(runs.src / rel).size
+    # every other output name is checked in test_every_input_has_exactly_one_output_and_one_row
 
 
 @needs_ray
