@@ -10,7 +10,7 @@ what a user waits for: Python, model loads, and for ``batch`` the start of a loc
 time from the first finished image to the last (each command prints one JSON line per image as it
 finishes). Ray's overhead is one worker's rate against ``cloak``'s.
 
-    python bench/batch.py [--limit N] [--threads 2] [--configs cloak,batch1,batch2]
+    python bench/batch.py [--limit N] [--threads 2] [--configs cloak,batch1,batch2[,gpu1]]
 """
 
 from __future__ import annotations
@@ -34,20 +34,12 @@ def commands(config: str, src: Path, out: Path, threads: int) -> list[str]:
     sfumato = [sys.executable, "-m", "sfumato"]
     if config == "cloak":
         return [*sfumato, "cloak", str(src), "-o", str(out), "--threads", str(threads), "--json", *CLOAK]
-    workers = {"batch1": 1, "batch2": 2}[config]
-    per_worker = threads / workers
-    return [
-        *sfumato,
-        "batch",
-        str(src),
-        str(out),
-        "--workers",
-        str(workers),
-        "--cpus-per-worker",
-        f"{per_worker:g}",
-        "--json",
-        *CLOAK,
-    ]
+    if config == "gpu1":  # one GPU worker (a machine with a CUDA GPU)
+        pool = ["--workers", "1", "--cpus-per-worker", str(threads), "--gpus-per-worker", "1"]
+    else:
+        workers = {"batch1": 1, "batch2": 2}[config]
+        pool = ["--workers", str(workers), "--cpus-per-worker", f"{threads / workers:g}"]
+    return [*sfumato, "batch", str(src), str(out), *pool, "--json", *CLOAK]
 
 
 def measure(cmd: list[str]) -> dict:
@@ -106,6 +98,7 @@ def main() -> None:
                 "cloak": f"sequential `sfumato cloak --threads {args.threads}`",
                 "batch1": f"`sfumato batch`, 1 worker × {args.threads} threads",
                 "batch2": f"`sfumato batch`, 2 workers × {args.threads / 2:g} thread(s)",
+                "gpu1": "`sfumato batch`, 1 GPU worker",
             }[config]
             ok = sum(s == "ok" for s in m["statuses"])
             rows.append(
