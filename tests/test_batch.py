@@ -114,6 +114,14 @@ while time.monotonic() < deadline:
 """
 
 
+_WITH_CTRL_C = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv = ["sfumato", *sys.argv[1:]]
+runpy.run_module("sfumato", run_name="__main__")
+"""
+
+
 @dataclass
 class Runs:
     src: Path
@@ -180,10 +188,13 @@ def runs():
         head_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     sfumato = [sys.executable, "-m", "sfumato", "batch"]
+    # The same command, with Ctrl-C honoured even when pytest itself runs in the background
+    # (a shell's `&` leaves SIGINT ignored, and an ignored signal stays ignored in children).
+    interruptible = [sys.executable, "-c", _WITH_CTRL_C, "batch"]
     try:
         # Run A: a local Ray in-process, interrupted (Ctrl-C) once three files are done.
         a = subprocess.Popen(
-            [*sfumato, str(src), str(dst), "--workers", "2", "--json", *CLOAK],
+            [*interruptible, str(src), str(dst), "--workers", "2", "--json", *CLOAK],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -205,6 +216,7 @@ def runs():
         # under the other name (INCOMPLETE-) its file may get. B must overwrite or remove them.
         order = [i.rel for i in plan_batch(src, dst) if i.rel != CORRUPT]
         untouched = [rel for rel in order if rel not in a_outputs][-2:]
+        assert len(untouched) == 2, f"run A was not interrupted in time: {a_rows}"
         planted = {untouched[-1]: untouched[-1], untouched[0]: output_names(untouched[0])[1]}
         for stale in planted.values():
             (dst / stale).write_bytes(b"left by a crash")
