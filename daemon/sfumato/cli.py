@@ -16,6 +16,7 @@ from sfumato.logs import setup_cli_logging
 # sets ``func(args) -> int`` as its default.
 COMMANDS = {
     "cloak": "cloak",
+    "batch": "batch",
     "run": "run",
     "status": "status",
     "config": "config",

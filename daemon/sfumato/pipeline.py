@@ -36,6 +36,32 @@ class CloakOutcome:
     left_out: tuple[str, ...] = ()  # members that could not be loaded (offline) and were skipped
 
 
+def cloak_record(
+    src: Path | str,
+    dst: Path | str,
+    *,
+    status: str = "failed",
+    error: str | None = None,
+    report: dict | None = None,
+) -> dict:
+    """The JSON object ``sfumato cloak --json`` prints per input (and ``batch`` keeps per file):
+    input, output, status, error, target, psnr, ssim, seconds, then the engine's full report."""
+    record = {
+        "input": str(src),
+        "output": str(dst),
+        "status": status,
+        "error": error,
+        "target": None,
+        "psnr": None,
+        "ssim": None,
+        "seconds": None,
+    }
+    if report:
+        record.update(report)
+        record.update(status=status, error=error, output=str(dst))
+    return record
+
+
 class Cloaker:
     """Keeps loaded encoders between files, so a daemon loads its models once."""
 

@@ -7,15 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from sfumato.commands.cloak_options import add_cloak_options, options_from
 from sfumato.errors import SfumatoError, UsageError
-from sfumato.options import (
-    DEFAULT_ENCODERS,
-    DEVICES,
-    METADATA_POLICIES,
-    QUALITY_LEVELS,
-    CloakOptions,
-    parse_intensity,
-)
+from sfumato.options import CloakOptions
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -35,51 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="OUTDIR",
         help="folder for the cloaked files (default: ./cloaked)",
     )
-    p.add_argument(
-        "--style",
-        default="auto",
-        metavar="TEXT|DIR|auto",
-        help="built-in style (pixelart, popart, sketch, mosaic, halftone), free text, "
-        "a folder of reference images, auto (default), or none (poison only)",
-    )
-    p.add_argument(
-        "--poison",
-        default=None,
-        metavar="CONCEPT:TARGET",
-        help="also poison: models trained on the output learn TARGET for what shows CONCEPT "
-        "(either may be auto, e.g. auto:purse)",
-    )
-    p.add_argument(
-        "--poison-anchors",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="folder of images of the poison target, to anchor it beyond its name",
-    )
-    p.add_argument(
-        "--intensity",
-        default="default",
-        metavar="LEVEL|NUMBER",
-        help="low, default, high, max, or the largest change in 1/255 units",
-    )
-    p.add_argument("--quality", default="default", choices=QUALITY_LEVELS, help="how long the search runs")
-    p.add_argument(
-        "--encoder",
-        action="append",
-        dest="encoders",
-        metavar="SPEC",
-        help=f"encoder to optimise against; repeat for an ensemble (default: {' + '.join(DEFAULT_ENCODERS)})",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument(
-        "--metadata",
-        default="strip",
-        choices=METADATA_POLICIES,
-        help="strip (default: removes EXIF, GPS, XMP, text) or keep",
-    )
-    p.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
+    add_cloak_options(p)
     p.add_argument(
         "--preview",
         action="store_true",
@@ -87,21 +37,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--preview-dir", type=Path, metavar="DIR", help="folder for the previews (default: OUTDIR)"
-    )
-    p.add_argument(
-        "--no-check",
-        action="store_true",
-        help="skip the quick check after each image (an image that changed nothing is still "
-        "marked incomplete)",
-    )
-    p.add_argument(
-        "--check-encoder", metavar="SPEC", help="encoder of the quick check (default: effnet-lite:1)"
-    )
-    p.add_argument(
-        "--check-threshold",
-        type=float,
-        metavar="SHIFT",
-        help="smallest shift toward the target (0-1) the quick check accepts",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--json", action="store_true", help="one JSON object per input on stdout")
@@ -118,50 +53,6 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     if not files:
         raise UsageError("no input images: the folders given hold no JPG or PNG files")
     return files
-
-
-def options_from(args: argparse.Namespace) -> CloakOptions:
-    try:
-        intensity = parse_intensity(args.intensity)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return CloakOptions(
-        style=args.style,
-        intensity=intensity,
-        quality=args.quality,
-        encoders=tuple(args.encoders) if args.encoders else DEFAULT_ENCODERS,
-        device=args.device,
-        seed=args.seed,
-        metadata=args.metadata,
-        threads=args.threads,
-        steps=args.steps,
-        poison=poison_from(args),
-        # The default ensemble goes on without a member that cannot be fetched (offline);
-        # encoders the user named explicitly must all load.
-        extra={
-            "skip_unavailable_encoders": not args.encoders,
-            "poison_anchors": args.poison_anchors,
-            "check": {
-                "enabled": not args.no_check,
-                "encoder": args.check_encoder,
-                "threshold": args.check_threshold,
-            },
-        },
-    )
-
-
-def poison_from(args: argparse.Namespace) -> str | None:
-    """``--poison`` checked before any model loads; ``--poison-anchors`` needs it."""
-    if args.poison is None:
-        if args.poison_anchors is not None:
-            raise UsageError("--poison-anchors needs --poison CONCEPT:TARGET")
-        return None
-    from sfumato.engine.poison import parse_poison
-
-    request = parse_poison(args.poison)
-    if args.poison_anchors is not None and not args.poison_anchors.is_dir():
-        raise UsageError(f"poison anchor folder {args.poison_anchors} does not exist")
-    return f"{request.concept}:{request.target}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,17 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def cloak_one(cloaker, src: Path, args: argparse.Namespace, options: CloakOptions, progress) -> dict:
+    from sfumato.pipeline import cloak_record
+
     dst = args.output / src.name
-    record = {
-        "input": str(src),
-        "output": str(dst),
-        "status": "failed",
-        "error": None,
-        "target": None,
-        "psnr": None,
-        "ssim": None,
-        "seconds": None,
-    }
+    record = cloak_record(src, dst)
     task = progress.add_task(src.name, total=1.0) if progress else None
     try:
         if dst.resolve() == src.resolve():
@@ -215,8 +99,7 @@ def cloak_one(cloaker, src: Path, args: argparse.Namespace, options: CloakOption
     finally:
         if progress:
             progress.remove_task(task)
-    record.update(outcome.report)
-    record.update(status=outcome.status, error=None, output=str(outcome.output))
+    record = cloak_record(src, outcome.output, status=outcome.status, report=outcome.report)
     if args.preview or args.preview_dir:
         from sfumato.verify.preview import preview_for_files
 
