@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-visibility",
         action="store_true",
-        help="skip ColorVideoVDP and SSIMULACRA2 (a few seconds a megapixel on a CPU)",
+        help="skip ColorVideoVDP and SSIMULACRA2 (about 10 s a megapixel on a CPU)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--preview", type=Path, metavar="OUT.png", help="write a side-by-side preview picture")

@@ -126,7 +126,7 @@ class Purifier:
 
     @property
     def description(self) -> str:
-        return (self.run.__doc__ or self.name).split("\n\n")[0].replace("\n", " ").strip()
+        return " ".join((self.run.__doc__ or self.name).split("\n\n")[0].split())
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.run(images)
