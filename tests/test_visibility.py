@@ -66,3 +66,9 @@ def test_the_worst_tile_counts():
         min(left.ssimulacra2, right.ssimulacra2),
     )
     assert left.phrase == "no visible difference" and tiled.jod == right.jod
+
+
+def test_a_picture_too_small_to_judge_is_refused_in_one_sentence():
+    x = painting(16)[:4]
+    with pytest.raises(ValueError, match="16×4 picture is too small to judge by eye"):
+        measure_visibility(x, x)

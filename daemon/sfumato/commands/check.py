@@ -148,7 +148,9 @@ def format_report(report: dict) -> str:
         + (f"  ({report['target_chosen']})" if report.get("target_chosen") else ""),
     ]
     seen = report.get("visibility")
-    if seen:
+    if seen and "error" in seen:
+        lines.insert(1, f"visibility     not measured: {seen['error']}")
+    elif seen:
         tiles = f", worst of {seen['tiles']} tiles" if seen["tiles"] > 1 else ""
         lines.insert(
             1,

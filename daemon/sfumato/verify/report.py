@@ -53,7 +53,10 @@ def check_images(
     report = visual_change(original, cloaked)
     device = next(iter(encoders[0].buffers())).device
     if visibility:
-        report["visibility"] = measure_visibility(original, cloaked, device).as_report()
+        try:
+            report["visibility"] = measure_visibility(original, cloaked, device).as_report()
+        except ValueError as exc:
+            report["visibility"] = {"error": str(exc)}
     x = working_copy(original, CHECK_SIDE, device)
     c = working_copy(cloaked, CHECK_SIDE, device)
     if poison:

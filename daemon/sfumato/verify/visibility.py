@@ -27,6 +27,7 @@ from sfumato.verify.figures import visual_change
 
 DISPLAY = "standard_4k"
 TILE_PIXELS = 2**21  # 2 MP: 1448×1448 tiles at most
+MIN_SIDE = 8  # SSIMULACRA2 has no scale to compare below this (it says 100); ColorVideoVDP fails
 # (phrase, least JOD, least SSIMULACRA2), best first: the first one both figures reach.
 PHRASES: tuple[tuple[str, float, float], ...] = (
     ("no visible difference", 9.8, 80.0),
@@ -121,6 +122,9 @@ def measure_visibility(
     8-bit samples a screen shows; large images tile by tile, the worst tile counting."""
     if original.shape != changed.shape:
         raise ValueError(f"images differ in size: {original.shape} and {changed.shape}")
+    if min(original.shape[:2]) < MIN_SIDE:
+        h, w = original.shape[:2]
+        raise ValueError(f"a {w}×{h} picture is too small to judge by eye (at least {MIN_SIDE} px a side)")
     figures = visual_change(original, changed)
     a, b = _uint8(original), _uint8(changed)
     jods, scores = [], []
