@@ -314,3 +314,25 @@ def test_check_a_poison_against_its_target_concept(tmp_path, capsys):
     assert report["encoders"][0]["hit_after_every_purifier"] == all(row["hit"] for row in rows)
     assert main([*args, "--poison", "vase:auto"]) == 2
     assert "needs the target concept" in capsys.readouterr().err
+
+
+def test_check_purifies_through_an_autoencoder_only_when_given_one(tmp_path, capsys, effnet):
+    from enginekit import TAEF2_DIR
+    from sfumato.commands.check import check_purifiers
+    from sfumato.errors import UsageError
+    from sfumato.verify.purifiers import VAE_PURIFIER
+
+    assert list(check_purifiers(None, [effnet], torch.device("cpu"))) == list(PURIFIERS)
+    with pytest.raises(UsageError, match="no decoder"):
+        check_purifiers("effnet-lite:0", [effnet], torch.device("cpu"))
+    if not (TAEF2_DIR / "taef2_encoder.pth").is_file():
+        pytest.skip(f"the shared TAEF2 weights are not at {TAEF2_DIR}")
+    a, b = (
+        save(picture(32), tmp_path / "a.png"),
+        save(np.clip(picture(32) + 2 / 255, 0, 1), tmp_path / "b.png"),
+    )
+    args = ["check", str(a), str(b), "--encoder", "effnet-lite:0", "--threads", "1", "--style", "sketch"]
+    assert main([*args, "--purifier-vae", f"tae:flux2@{TAEF2_DIR}", "--no-visibility", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["purifiers"] == [*PURIFIERS, VAE_PURIFIER]
+    assert VAE_PURIFIER in report["encoders"][0]["purifiers"]
