@@ -196,8 +196,6 @@ def format_report(report: dict) -> str:
 
 def purifier_lines(entry: dict) -> list[str]:
     """One encoder's rows after each purifier, and the worst."""
-    if "purifier_error" in entry:
-        return [f"  purifiers: {entry['purifier_error']}"]
     rows = entry.get("purifiers")
     if not rows:
         return []

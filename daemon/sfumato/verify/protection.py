@@ -156,17 +156,15 @@ def purified_protection(
 ) -> dict:
     """One encoder's shift after each purifier (``purified``: name → the purified original and
     cloak), projected on the way from the purified original to the target itself; the worst one;
-    for a poison, whether a classifier still sees the target (top 5) after each."""
-    try:
-        t = target.embedding(encoder, lambda image: image)
-        rows = {}
-        for name, (px, pc) in purified.items():
-            x, c = embed(encoder, px), embed(encoder, pc)
-            rows[name] = {"shift": round(float(projection_shift(c, x, t)[0]), 4)}
-            if poison:
-                rows[name]["hit"] = target_hit(encoder, pc, target)
-    except EncoderError as exc:
-        return {"purifier_error": str(exc)}
+    for a poison, whether a classifier still sees the target (top 5) after each. Called for
+    encoders that could embed the target (``encoder_protection`` gave no error)."""
+    t = target.embedding(encoder, lambda image: image)
+    rows = {}
+    for name, (px, pc) in purified.items():
+        x, c = embed(encoder, px), embed(encoder, pc)
+        rows[name] = {"shift": round(float(projection_shift(c, x, t)[0]), 4)}
+        if poison:
+            rows[name]["hit"] = target_hit(encoder, pc, target)
     if not rows:
         return {}
     worst = min(rows, key=lambda name: rows[name]["shift"])

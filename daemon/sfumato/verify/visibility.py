@@ -76,7 +76,8 @@ _METRICS: dict[str, object] = {}
 
 
 def _cvvdp(device: torch.device):
-    """One ColorVideoVDP model per device (it builds filter banks once)."""
+    """One ColorVideoVDP model per device (it builds filter banks once); CUDA or else the CPU."""
+    device = device if device.type == "cuda" else torch.device("cpu")
     key = str(device)
     if key not in _METRICS:
         import pycvvdp
