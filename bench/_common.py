@@ -77,6 +77,49 @@ def cloak_each(
         yield path, original, result, time.perf_counter() - started
 
 
+def saved_each(
+    paths: Iterable[Path], folder: Path
+) -> Iterator[tuple[Path, Image.Image, Image.Image, dict, float]]:
+    """Like ``cloak_each``, for cloaks an earlier run saved in ``folder`` (no seconds): path,
+    original, saved cloak, its visual change (PSNR, SSIM...), NaN."""
+    from sfumato.verify.figures import visual_change
+
+    for path in paths:
+        saved = folder / f"{path.stem}.png"
+        if not saved.is_file():
+            raise SystemExit(
+                f"{saved}: no saved cloak of {path.name} (an earlier run with --save keeps them)"
+            )
+        original, image = Image.open(path).convert("RGB"), Image.open(saved).convert("RGB")
+        yield path, original, image, visual_change(to_array(original), to_array(image)), float("nan")
+
+
+def cloaks(
+    paths: Iterable[Path],
+    options,
+    encoders: Sequence,
+    *,
+    save: Path | None = None,
+    measure: Path | None = None,
+) -> Iterator[tuple[Path, Image.Image, Image.Image, dict, float]]:
+    """Each image cloaked (and written to ``save`` when given), or read back from ``measure``:
+    path, original, cloak, report (PSNR, SSIM...), seconds (NaN when measured)."""
+    if measure is not None:
+        yield from saved_each(paths, measure)
+        return
+    for path, original, result, seconds in cloak_each(paths, options, encoders):
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            result.image.save(save / f"{path.stem}.png")
+        yield path, original, result.image, result.report, seconds
+
+
+def add_saving(parser: argparse.ArgumentParser) -> None:
+    """``--save DIR`` to keep the cloaks, ``--measure DIR`` to measure the ones kept instead."""
+    parser.add_argument("--save", type=Path, default=None, help="keep the cloaks in this folder")
+    parser.add_argument("--measure", type=Path, default=None, help="measure the cloaks saved in this folder")
+
+
 def vangogh_images(limit: int | None = None, start: int = 0) -> list[Path]:
     files = sorted(VANGOGH.glob("*.png"))
     if not files:
@@ -102,6 +145,12 @@ def half_size(image: Image.Image) -> Image.Image:
 
 def to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def to_image(x: torch.Tensor) -> Image.Image:
+    """A 1×3×H×W batch in [0, 1] as an 8-bit picture."""
+    pixels = np.round(x[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
 
 
 def as_tensor(image: Image.Image) -> torch.Tensor:

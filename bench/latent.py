@@ -40,6 +40,7 @@ from _common import (
     mean,
     print_summary,
     print_table,
+    saved_each,
     spread,
     to_array,
     vangogh_images,
@@ -97,18 +98,6 @@ def surviving_shifts(tae, original: torch.Tensor, cloak: torch.Tensor, target: t
     return shifts
 
 
-def measured_each(paths: list[Path], folder: Path):
-    """Like ``cloak_each``, for cloaks an earlier run saved in ``folder`` (no seconds)."""
-    from sfumato.verify.figures import visual_change
-
-    for path in paths:
-        saved = folder / f"{path.stem}.png"
-        if not saved.is_file():
-            raise SystemExit(f"{saved}: no saved cloak for {path.name} (run with --save {folder} first)")
-        original, image = Image.open(path).convert("RGB"), Image.open(saved).convert("RGB")
-        yield path, original, image, visual_change(to_array(original), to_array(image)), float("nan")
-
-
 def reference_each(paths: list[Path], tae, args: argparse.Namespace):
     """Like ``cloak_each``, with the reference search in place of the cloak."""
     from sfumato.verify.figures import visual_change
@@ -132,7 +121,7 @@ def efficacy(args: argparse.Namespace) -> None:
     else:
         paths = vangogh_images(args.limit, args.start)
     if args.measure:
-        runs = measured_each(paths, args.measure)
+        runs = saved_each(paths, args.measure)
     elif args.reference:
         runs = reference_each(paths, tae, args)
     else:

@@ -26,10 +26,12 @@ from sfumato.options import CloakOptions
 from sfumato.pipeline import Cloaker
 from sfumato.verify.figures import visual_change
 from sfumato.verify.protection import transform_figures
+from sfumato.verify.purifiers import PURIFIERS, Purifier
 from sfumato.verify.quick import quick_check
 from sfumato.verify.report import check_images
 from sfumato.verify.targets import builtin_target
 from sfumato.verify.transforms import TRANSFORMS
+from sfumato.verify.visibility import PHRASES
 
 VAN_GOGH = VANGOGH / "sunflowers-1888.png"
 
@@ -151,9 +153,36 @@ def test_check_cli_json_and_text(tmp_path, capsys):
     assert [e["encoder"] for e in report["encoders"]] == ["effnet-lite:0", TINY]
     assert report["encoders"][0]["shift"] > 0
     assert report["encoders"][1]["label_before"]  # open_clip: a phrase of the built-in vocabulary
+    seen = report["visibility"]
+    assert seen["jod"] < 10 and seen["ssimulacra2"] < 100 and seen["phrase"] in {p[0] for p in PHRASES}
+    assert (seen["psnr"], seen["ssim"]) == (report["psnr"], report["ssim"])
+    assert report["purifiers"] == list(PURIFIERS)
+    for entry in report["encoders"]:
+        assert set(entry["purifiers"]) == set(PURIFIERS)
+        shifts = {name: row["shift"] for name, row in entry["purifiers"].items()}
+        assert entry["worst_purified_shift"] == min(shifts.values()) == shifts[entry["worst_purifier"]]
     assert main([*args, "--style", "a red bicycle"]) == 0  # text: effnet knows no such class
     out = capsys.readouterr().out
     assert "target         a red bicycle" in out and "cannot embed text" in out
+    assert "visibility     " in out and "JOD on a 4K display" in out
+    assert "worst after a purifier" in out  # open_clip embeds the text
+    assert main([*args, "--no-visibility", "--no-purifiers", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "visibility" not in report and report["purifiers"] == []
+    assert all("purifiers" not in entry for entry in report["encoders"])
+
+
+def test_purifier_shift_is_measured_from_the_purified_original(effnet):
+    """A 'purifier' that turns every picture into its target moves no cloak anywhere: the shift
+    after it starts from the purified original, so that move is not counted as protection."""
+    original = picture(48)
+    x = torch.from_numpy(original).permute(2, 0, 1)[None]
+    styled = Purifier("to-halftone", lambda images: STYLIZERS["halftone"](images).clamp(0, 1))
+    report = check_images(original, original.copy(), [effnet], style="halftone", purifiers={"h": styled})
+    entry = report["encoders"][0]
+    assert abs(entry["purifiers"]["h"]["shift"]) < 1e-4 and entry["worst_purifier"] == "h"
+    naive = transform_figures(effnet, x, styled(x), builtin_target("halftone", x), TRANSFORMS["none"])
+    assert naive["shift"] > 0.5  # measured from the untouched original, it would look protected
 
 
 def test_check_refuses_images_of_different_sizes(tmp_path, capsys):
@@ -280,5 +309,30 @@ def test_check_a_poison_against_its_target_concept(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert (report["target"], report["target_kind"], report["poison"]) == ("purse", "text", "vase:purse")
     assert "shift" in report["encoders"][0] and report["encoders"][0]["label_after"]
+    rows = report["encoders"][0]["purifiers"].values()
+    assert all(isinstance(row["hit"], bool) for row in rows)  # purse is an ImageNet class
+    assert report["encoders"][0]["hit_after_every_purifier"] == all(row["hit"] for row in rows)
     assert main([*args, "--poison", "vase:auto"]) == 2
     assert "needs the target concept" in capsys.readouterr().err
+
+
+def test_check_purifies_through_an_autoencoder_only_when_given_one(tmp_path, capsys, effnet):
+    from enginekit import TAEF2_DIR
+    from sfumato.commands.check import check_purifiers
+    from sfumato.errors import UsageError
+    from sfumato.verify.purifiers import VAE_PURIFIER
+
+    assert list(check_purifiers(None, [effnet], torch.device("cpu"))) == list(PURIFIERS)
+    with pytest.raises(UsageError, match="no decoder"):
+        check_purifiers("effnet-lite:0", [effnet], torch.device("cpu"))
+    if not (TAEF2_DIR / "taef2_encoder.pth").is_file():
+        pytest.skip(f"the shared TAEF2 weights are not at {TAEF2_DIR}")
+    a, b = (
+        save(picture(32), tmp_path / "a.png"),
+        save(np.clip(picture(32) + 2 / 255, 0, 1), tmp_path / "b.png"),
+    )
+    args = ["check", str(a), str(b), "--encoder", "effnet-lite:0", "--threads", "1", "--style", "sketch"]
+    assert main([*args, "--purifier-vae", f"tae:flux2@{TAEF2_DIR}", "--no-visibility", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["purifiers"] == [*PURIFIERS, VAE_PURIFIER]
+    assert VAE_PURIFIER in report["encoders"][0]["purifiers"]

@@ -25,9 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "check",
         help="measure a cloak: visual change and what models see",
         description="Compare a cloaked image with its original: the visual change (PSNR, SSIM, "
-        "largest change, share of pixels changed) and, per encoder, how far the cloak moved "
-        "toward its target, on the image and after JPEG 75, a half-size resize, blur and a "
-        "screenshot-like rescale. Use encoders the cloak was not computed with to trust it.",
+        "largest change, share of pixels changed, ColorVideoVDP and SSIMULACRA2 in words) and, per "
+        "encoder, how far the cloak moved toward its target, on the image and after JPEG 75, a "
+        "half-size resize, blur and a screenshot-like rescale, and after purifiers that try to "
+        "wash cloaks out. Use encoders the cloak was not computed with to trust it.",
     )
     p.add_argument("original", type=Path, metavar="ORIGINAL")
     p.add_argument("cloaked", type=Path, metavar="CLOAKED")
@@ -47,6 +48,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the one the image moved toward most",
     )
     p.add_argument("--poison", metavar="CONCEPT:TARGET", help="check a poison: the model should see TARGET")
+    p.add_argument(
+        "--purifier-vae",
+        metavar="SPEC",
+        help="also purify by an autoencoder round trip, e.g. tae:flux2@DIR (default: the first "
+        "--encoder with a decoder, if any)",
+    )
+    p.add_argument("--no-purifiers", action="store_true", help="skip the purifiers")
+    p.add_argument(
+        "--no-visibility",
+        action="store_true",
+        help="skip ColorVideoVDP and SSIMULACRA2 (about 10 s a megapixel on a CPU)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--preview", type=Path, metavar="OUT.png", help="write a side-by-side preview picture")
     p.add_argument("--device", default="auto", choices=DEVICES)
@@ -70,6 +83,18 @@ def load_check_encoders(specs: tuple[str, ...], device, *, skip_unavailable: boo
     return loaded
 
 
+def check_purifiers(vae_spec: str | None, encoders: list, device) -> dict:
+    """The classical purifiers, and the autoencoder round trip through ``vae_spec`` or else the
+    first check encoder with a decoder."""
+    from sfumato.engine.encoders import load_encoder
+    from sfumato.verify.purifiers import purifiers_for
+
+    vae = load_encoder(vae_spec, device) if vae_spec else next((e for e in encoders if e.has_decoder), None)
+    if vae is not None and not vae.has_decoder:
+        raise UsageError(f"--purifier-vae {vae_spec}: this encoder has no decoder to round-trip through")
+    return purifiers_for(vae)
+
+
 def run(args: argparse.Namespace) -> int:
     from sfumato.engine.devices import pick_device, set_threads
     from sfumato.images import read_artwork
@@ -87,7 +112,18 @@ def run(args: argparse.Namespace) -> int:
     specs = tuple(args.encoders) if args.encoders else default_encoders()
     encoders = load_check_encoders(specs, device, skip_unavailable=not args.encoders)
     report = {"original": str(args.original), "cloaked": str(args.cloaked)}
-    report.update(check_images(original.rgb, cloaked.rgb, encoders, style=args.style, poison=args.poison))
+    purifiers = {} if args.no_purifiers else check_purifiers(args.purifier_vae, encoders, device)
+    report.update(
+        check_images(
+            original.rgb,
+            cloaked.rgb,
+            encoders,
+            style=args.style,
+            poison=args.poison,
+            purifiers=purifiers,
+            visibility=not args.no_visibility,
+        )
+    )
     if args.preview:
         usable = [e for e in report["encoders"] if "error" not in e]
         verdict = verdict_phrase(usable[0]) if usable else None
@@ -111,6 +147,16 @@ def format_report(report: dict) -> str:
         f"target         {report['target']}"
         + (f"  ({report['target_chosen']})" if report.get("target_chosen") else ""),
     ]
+    seen = report.get("visibility")
+    if seen and "error" in seen:
+        lines.insert(1, f"visibility     not measured: {seen['error']}")
+    elif seen:
+        tiles = f", worst of {seen['tiles']} tiles" if seen["tiles"] > 1 else ""
+        lines.insert(
+            1,
+            f"visibility     {seen['phrase']}  (ColorVideoVDP {seen['jod']:.2f} JOD on a 4K display, "
+            f"SSIMULACRA2 {seen['ssimulacra2']:.1f}{tiles})",
+        )
     header = (
         f"  {'after':<11} {'cos(x,t)':>8} {'cos(x′,t)':>9} {'cos(x′,x)':>9} {'shift':>7}"
         "  label before -> after"
@@ -132,11 +178,32 @@ def format_report(report: dict) -> str:
                 f"  {name:<11} {row['cos_original_target']:>8.4f} {row['cos_cloaked_target']:>9.4f} "
                 f"{row['cos_cloaked_original']:>9.4f} {row['shift']:>7.3f}  {label}"
             )
+        lines += purifier_lines(entry)
     lines.append("")
     lines.append(
         "shift: share of the way from the original to the target a model sees the cloak moved "
         "(0 = not at all, 1 = all the way); x original, x′ cloaked, t target."
     )
+    if report.get("purifiers"):
+        lines.append(
+            "after a purifier the shift is measured from the original put through the same purifier, "
+            "so what it does to any picture is not counted."
+        )
     if report.get("preview"):
         lines.append(f"preview written to {report['preview']}")
     return "\n".join(lines)
+
+
+def purifier_lines(entry: dict) -> list[str]:
+    """One encoder's rows after each purifier, and the worst."""
+    rows = entry.get("purifiers")
+    if not rows:
+        return []
+    poison = "hit" in next(iter(rows.values()))
+    lines = [f"  {'purifier':<16} {'shift':>7}" + ("  target in top 5" if poison else "")]
+    for name, row in rows.items():
+        hit = row.get("hit")
+        mark = "" if "hit" not in row else "  n/a" if hit is None else ("  yes" if hit else "  no")
+        lines.append(f"  {name:<16} {row['shift']:>7.3f}{mark}")
+    lines.append(f"  worst after a purifier: {entry['worst_purified_shift']:.3f} ({entry['worst_purifier']})")
+    return lines

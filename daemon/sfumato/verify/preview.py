@@ -183,6 +183,9 @@ def footer_phrases(figures: dict, target: str | None = None, verdict: str | None
     ]
     if figures.get("changed_share") is not None:
         phrases.append(f"{figures['changed_share'] * 100:.0f}% of pixels changed")
+    seen = figures.get("visibility")
+    if seen and "phrase" in seen:
+        phrases.append(f"{seen['phrase']} (JOD {seen['jod']:.2f}, SSIMULACRA2 {seen['ssimulacra2']:.0f})")
     if target:
         phrases.append(f"target {target}")
     if verdict:

@@ -1,8 +1,11 @@
-"""How far each encoder sees the cloaked image moved toward its target, through re-encodings.
+"""How far each encoder sees the cloaked image moved toward its target, through re-encodings
+and purifiers.
 
 The figures per encoder and transform: cosine similarities of the original, the cloak and the
 target, the projection shift (the share of the way from the original to the target the cloak
-has gone: 0 = nowhere, 1 = all the way) and the zero-shot label before and after.
+has gone: 0 = nowhere, 1 = all the way) and the zero-shot label before and after. After a
+purifier, the shift is measured from the *purified original*, so what a purifier does to any
+picture does not count as protection.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch
 
 from sfumato.engine.encoders import Encoder
 from sfumato.engine.objectives import projection_shift
+from sfumato.engine.poison import TOP_K
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.errors import EncoderError
 from sfumato.verify.targets import CheckTarget, builtin_target, embed
@@ -129,6 +133,46 @@ def encoder_protection(
         "label_after": first.get("label_after"),
         "transforms": rows,
     }
+
+
+def target_hit(encoder: Encoder, image: torch.Tensor, target: CheckTarget) -> bool | None:
+    """Whether a classifier puts a concept target among its top-5 classes (None: no classifier,
+    or not one of its classes), as a poison's success is counted."""
+    if target.kind != "text" or not hasattr(encoder, "logits"):
+        return None
+    names = [n.lower() for n in encoder.concept_vocabulary()]
+    if target.label.lower() not in names:
+        return None
+    with torch.no_grad():
+        return names.index(target.label.lower()) in encoder.logits(image)[0].topk(TOP_K).indices.tolist()
+
+
+def purified_protection(
+    encoder: Encoder,
+    purified: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    target: CheckTarget,
+    *,
+    poison: bool = False,
+) -> dict:
+    """One encoder's shift after each purifier (``purified``: name → the purified original and
+    cloak), projected on the way from the purified original to the target itself; the worst one;
+    for a poison, whether a classifier still sees the target (top 5) after each. Called for
+    encoders that could embed the target (``encoder_protection`` gave no error)."""
+    t = target.embedding(encoder, lambda image: image)
+    rows = {}
+    for name, (px, pc) in purified.items():
+        x, c = embed(encoder, px), embed(encoder, pc)
+        rows[name] = {"shift": round(float(projection_shift(c, x, t)[0]), 4)}
+        if poison:
+            rows[name]["hit"] = target_hit(encoder, pc, target)
+    if not rows:
+        return {}
+    worst = min(rows, key=lambda name: rows[name]["shift"])
+    out = {"purifiers": rows, "worst_purified_shift": rows[worst]["shift"], "worst_purifier": worst}
+    hits = [row.get("hit") for row in rows.values()]
+    if poison and None not in hits:
+        out["hit_after_every_purifier"] = all(hits)
+    return out
 
 
 def strongest_builtin(
