@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import math
 import warnings
 
@@ -44,6 +45,18 @@ def _metric(device_type: str, heatmap: bool, ppd_scale: float):
     display with that many fewer pixels per degree, and its blotches are seen at the size they
     will have in the written file.
     """
+    # Importing cvvdp loads torch's C++-extension helper, which logs through torch's own handler
+    # that no CUDA runtime was found: noise in a CLI's output on every CPU machine.
+    extension_log = logging.getLogger("torch.utils.cpp_extension")
+    level = extension_log.level
+    extension_log.setLevel(logging.ERROR)
+    try:
+        return _load_metric(device_type, heatmap, ppd_scale)
+    finally:
+        extension_log.setLevel(level)
+
+
+def _load_metric(device_type: str, heatmap: bool, ppd_scale: float):
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         import pycvvdp
