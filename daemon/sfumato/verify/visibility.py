@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sfumato.engine.visibility import DISPLAY
 from sfumato.verify.figures import visual_change
 
-DISPLAY = "standard_4k"
 TILE_PIXELS = 2**21  # 2 MP: 1448×1448 tiles at most
 MIN_SIDE = 8  # SSIMULACRA2 has no scale to compare below this (it says 100); ColorVideoVDP fails
 # (phrase, least JOD, least SSIMULACRA2), best first: the first one both figures reach.
@@ -72,26 +72,17 @@ def _png(pixels: np.ndarray) -> io.BytesIO:
     return buffer
 
 
-_METRICS: dict[str, object] = {}
-
-
-def _cvvdp(device: torch.device):
-    """One ColorVideoVDP model per device (it builds filter banks once); CUDA or else the CPU."""
-    device = device if device.type == "cuda" else torch.device("cpu")
-    key = str(device)
-    if key not in _METRICS:
-        import pycvvdp
-
-        _METRICS[key] = pycvvdp.cvvdp(display_name=DISPLAY, device=device, quiet=True)
-    return _METRICS[key]
-
-
 def jod(original: np.ndarray, changed: np.ndarray, device: torch.device | None = None) -> float:
-    """ColorVideoVDP's JOD for 8-bit H×W×3 pixels on a 4K monitor."""
-    metric = _cvvdp(device or torch.device("cpu"))
-    with torch.no_grad():
-        value, _ = metric.predict(changed, original, dim_order="HWC")
-    return float(value)
+    """ColorVideoVDP's JOD for 8-bit H×W×3 pixels on a 4K monitor: the engine's own judge, the one
+    its JOD floor is held with (CUDA or else the CPU)."""
+    from sfumato.engine.visibility import jod as engine_jod
+
+    device = device if device is not None and device.type == "cuda" else torch.device("cpu")
+
+    def tensor(pixels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].to(device).float() / 255
+
+    return engine_jod(tensor(original), tensor(changed))
 
 
 def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
