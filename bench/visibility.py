@@ -14,7 +14,8 @@ mean SSIMULACRA2 of 60 or more on each set; at ``low`` every image at least 9.8 
 again without cloaking. ``--reference`` instead measures JPEG quality 75 re-encoding of both sets
 and Mist (ε 16) on the shared Monet, for scale.
 
-    python bench/visibility.py [--limit N] [--intensities low,default] [--quality default] [--large 4,24]
+    python bench/visibility.py [--sets vangogh,flat] [--limit N] [--intensities low,default]
+                                [--quality default] [--large 4,24]
     python bench/visibility.py --save DIR | --measure DIR
     python bench/visibility.py --reference
 """
@@ -59,14 +60,14 @@ COLUMNS = [
 ]
 
 
-def image_sets(limit: int | None, start: int, large: list[int]) -> dict[str, list[Path]]:
+def image_sets(
+    limit: int | None, start: int, large: list[int], names: tuple[str, ...] = ("vangogh", "flat")
+) -> dict[str, list[Path]]:
     """``vangogh`` and ``flat`` (``start``/``limit`` apply to each), and their enlargements."""
-    sets = {
-        "vangogh": spread(vangogh_images())[start:][:limit],
-        "flat": flat_pictures()[start:][:limit],
-    }
+    every = {"vangogh": lambda: spread(vangogh_images()), "flat": flat_pictures}
+    sets = {name: every[name]()[start:][:limit] for name in names}
     for megapixels in large:
-        for name in ("vangogh", "flat"):
+        for name in names:
             sets[f"{name}@{megapixels}MP"] = enlarged(sets[name], megapixels)
     return sets
 
@@ -165,10 +166,11 @@ def main() -> None:
     parser = bench_parser(__doc__, intensities="low,default", large="")
     parser.add_argument("--encoder", action="append", dest="encoders", metavar="SPEC")
     parser.add_argument("--reference", action="store_true", help="JPEG 75 and Mist, no cloaks")
+    parser.add_argument("--sets", default="vangogh,flat", help="which sets: vangogh, flat or both")
     add_saving(parser)
     args = parser.parse_args()
     large = [int(m) for m in args.large.split(",") if m.strip()]
-    sets = image_sets(args.limit, args.start, large)
+    sets = image_sets(args.limit, args.start, large, tuple(n.strip() for n in args.sets.split(",")))
     if args.reference:
         reference(sets)
         return

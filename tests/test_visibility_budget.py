@@ -13,7 +13,14 @@ from sfumato.engine.budget import texture_map
 from sfumato.engine.cloak import cloak_image, load_encoders
 from sfumato.engine.levels import INTENSITIES, budget_for
 from sfumato.engine.optimiser import LOW_FREQUENCY_SHARE, _inside
-from sfumato.engine.visibility import ROUNDING_MARGIN, hold_jod_floor, jod
+from sfumato.engine.visibility import (
+    ROUNDING_MARGIN,
+    SSIMULACRA2_MARGIN,
+    _uint8,
+    hold_visibility_floor,
+    jod,
+    ssimulacra2_score,
+)
 from sfumato.options import CloakOptions
 
 
@@ -73,7 +80,7 @@ def test_the_jod_floor_takes_the_change_back_where_it_shows():
     delta = blotches / blotches.abs().max() * 12 / 255
     delta = (image + delta).clamp(0, 1) - image
     assert jod(image, image + delta) < 9.2  # plainly visible before
-    held = hold_jod_floor(image, delta, 9.5)
+    held = hold_visibility_floor(image, delta, 9.5)
     assert jod(image, (image + held).clamp(0, 1)) >= 9.5 + ROUNDING_MARGIN - 1e-3
     ratio = torch.where(delta.abs() > 1e-6, held / delta, torch.ones_like(delta))
     assert float(ratio.min()) >= 0 and float(ratio.max()) <= 1 + 1e-6
@@ -83,16 +90,34 @@ def test_the_jod_floor_takes_the_change_back_where_it_shows():
     assert kept_brush > 0.9 and kept_brush > 1.3 * kept_sky
 
 
+def test_the_ssimulacra2_floor_takes_back_grain_that_cvvdp_forgives():
+    """Fine grain over a smooth gradient: cvvdp may pass it while SSIMULACRA2 rates the picture
+    low; with an SSIMULACRA2 floor the hold takes grain back until the picture keeps it too."""
+    image = sky_and_brushwork()
+    grain = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    delta = (image + (6 / 255) * grain).clamp(0, 1) - image
+    assert jod(image, image + delta) >= 9.5 + ROUNDING_MARGIN  # cvvdp alone lets it through
+    assert ssimulacra2_score(_uint8(image), _uint8(image + delta)) < 55
+    held = hold_visibility_floor(image, delta, 9.5, 70.0)
+    after = ssimulacra2_score(_uint8(image), _uint8((image + held).clamp(0, 1)))
+    assert after >= 70.0 + SSIMULACRA2_MARGIN - 0.5
+    assert float(held.abs().sum()) > 0.2 * float(delta.abs().sum())  # taken back, not wiped out
+    assert float(held.abs().max()) <= float(delta.abs().max()) + 1e-7
+
+
 def test_a_change_already_below_the_floor_is_left_alone():
     image = sky_and_brushwork()
     delta = torch.zeros_like(image)
     delta[..., 64:] = 0.5 / 255
-    assert torch.equal(hold_jod_floor(image, delta, 9.5), delta)
+    assert torch.equal(hold_visibility_floor(image, delta, 9.5, 60.0), delta)
 
 
 def test_intensity_levels_are_ordered_by_visibility():
     floors = [budget_for(level).jod_floor for level in INTENSITIES]
     assert floors == sorted(floors, reverse=True)
+    s2_floors = [budget_for(level).ssimulacra2_floor for level in INTENSITIES]
+    assert s2_floors == sorted(s2_floors, reverse=True)
+    assert budget_for("default").ssimulacra2_floor >= 60
     assert budget_for("low").jod_floor >= 9.8 and budget_for("default").jod_floor >= 9.5
     # a number between two levels keeps a floor between theirs
     assert budget_for("default").jod_floor > budget_for(10).jod_floor > budget_for("high").jod_floor
@@ -110,5 +135,6 @@ def test_a_cloak_keeps_its_levels_jod_floor_on_a_sky(level):
     original = torch.from_numpy(as_array(picture)).permute(2, 0, 1)[None]
     cloaked = torch.from_numpy(result.pixels).permute(2, 0, 1)[None]
     assert jod(original, cloaked) >= budget_for(level).jod_floor
+    assert ssimulacra2_score(_uint8(original), _uint8(cloaked)) >= budget_for(level).ssimulacra2_floor
     assert result.report["budget"]["jod_floor"] == budget_for(level).jod_floor
     assert float(np.abs(result.pixels - as_array(picture)).max()) > 0  # something was cloaked

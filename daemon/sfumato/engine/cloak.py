@@ -36,7 +36,7 @@ from sfumato.engine.poison import PoisonPlan, combine_terms, plan_poison, target
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.engine.targets import StyleRequest, parse_style, reference_images, text_targets
 from sfumato.engine.views import View, ViewSampler
-from sfumato.engine.visibility import hold_jod_floor
+from sfumato.engine.visibility import hold_visibility_floor
 from sfumato.errors import UsageError
 from sfumato.options import CloakOptions
 
@@ -316,7 +316,9 @@ def cloak_image(
             progress=progress,
             should_stop=should_stop,
         )
-        delta = hold_jod_floor(work, delta, budget.jod_floor, work.shape[-1] / pixels.shape[1])
+        delta = hold_visibility_floor(
+            work, delta, budget.jod_floor, budget.ssimulacra2_floor, work.shape[-1] / pixels.shape[1]
+        )
     else:
         delta = torch.zeros_like(work)
     release_freed_memory()
@@ -347,6 +349,7 @@ def cloak_image(
             "max_change": round(budget.eps_max * 255, 3),
             "psnr_floor": round(budget.psnr_floor, 2),
             "jod_floor": round(budget.jod_floor, 2),
+            "ssimulacra2_floor": round(budget.ssimulacra2_floor, 1),
             "mean_budget": round(float(eps.mean()) * 255, 3),
         },
         "psnr": round(achieved, 3),

@@ -5,7 +5,9 @@ PSNR floor. The per-pixel budget map is scaled so its root-mean-square is ``MAP_
 the RMS change the floor allows; the search scales the change back onto the floor's RMS after
 every step, and the written pixels are checked against the floor once more after rounding to the
 output's bit depth. The floor holds by construction, and the search may spend it where the
-objective gains most instead of where the map happens to allow it.
+objective gains most instead of where the map happens to allow it. After the search, the
+change is taken back where it shows until the picture keeps the level's perceptual floors
+(ColorVideoVDP JOD and SSIMULACRA2, :mod:`sfumato.engine.visibility`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Budget:
     psnr_floor: float  # dB; the budget map's RMS is 10 ** (-psnr_floor / 20)
     flat_fraction: float  # share of eps_max that flat areas may use
     jod_floor: float  # ColorVideoVDP JOD the cloak keeps (10 = no visible difference)
+    ssimulacra2_floor: float  # SSIMULACRA2 the cloak keeps (100 = identical)
 
     @property
     def rms(self) -> float:
@@ -34,61 +37,64 @@ class Budget:
         return 1 - (1 - LATENT_SSIM_FLOOR) * 10 ** ((DEFAULT_PSNR_FLOOR - self.psnr_floor) / 10)
 
 
-# Measured: sign steps inside the map leave δ's RMS about 0.87 of the map's (36.2 dB mean PSNR
-# at a 35 dB floor); a map with this much headroom, projected back, lands on the floor.
+# Sign steps inside the map leave δ's RMS below the map's; a map with this much headroom,
+# projected back onto the floor's RMS, lands on the floor instead of under it.
 MAP_HEADROOM = 1.25
 # With a latent encoder in the ensemble, strong brushwork takes more of the change: a change of up
 # to half the local luminance std is hidden by the texture (8/255 from a std of 16/255 on), while
 # smooth skies keep the texture-scaled budget, where a white-box latent leaves visible block edges.
-# With the latent's own momentum: TAEF2 shift 0.190 -> 0.242 on the five olive groves (README).
 LATENT_TEXTURE_MASKING = 0.5
-# The PSNR floor bounds the change's energy, not its structure. On paintings with little fine
-# texture (the sunflowers) a white-box latent search spends that energy on blocky patches, which
-# showed at 100 % zoom (SSIM 0.938 on twelve sunflowers); so with a latent encoder the search also
-# holds SSIM at or above this at `default`, taking the change back where it shows most. On twelve
-# sunflowers it leaves a faint texture at 1x against a clear grid without it (shift 0.466 -> 0.341);
-# the olive groves land above it (0.98).
+# The PSNR floor bounds the change's energy, not its structure: on paintings with little fine
+# texture a white-box latent search spends that energy on blocky patches that show at 100 %. So
+# with a latent encoder the search also holds SSIM at or above this at `default`, taking the
+# change back where it shows most.
 LATENT_SSIM_FLOOR = 0.97
 DEFAULT_PSNR_FLOOR = 35.0
 
 
-# name: (eps_max in 1/255, PSNR floor in dB, JOD floor). The JOD floor is what an artist sees:
-# at `low` nobody tells the cloak from the original side by side on a 4K monitor at 100 %; at
-# `default` a careful look finds it in at most one of twenty trials (0.5 JOD); `high` and `max`
-# trade visibility for protection. For scale: JPEG 75 scores 9.86-10, Mist at ε 16 scores 7.98.
-INTENSITIES: dict[str, tuple[float, float, float]] = {
-    "low": (4.0, 40.0, 9.8),
-    "default": (8.0, DEFAULT_PSNR_FLOOR, 9.5),
-    "high": (12.0, 33.0, 9.2),
-    "max": (16.0, 30.0, 8.8),
+# name: (eps_max in 1/255, PSNR floor in dB, JOD floor, SSIMULACRA2 floor). The perceptual floors
+# are what an artist sees, and they decide first: at `low` nobody tells the cloak from the
+# original side by side on a 4K monitor at 100 %; at `default` a careful look finds it in at most
+# one of twenty trials (0.5 JOD) and the picture rates as high quality (SSIMULACRA2 60: cvvdp
+# forgives fine grain on smooth photo backgrounds that SSIMULACRA2 and a close look catch);
+# `high` and `max` trade visibility for protection. JPEG 75 of the same pictures rates about
+# 9.8-10 JOD and SSIMULACRA2 65-80.
+INTENSITIES: dict[str, tuple[float, float, float, float]] = {
+    "low": (4.0, 40.0, 9.8, 75.0),
+    "default": (8.0, DEFAULT_PSNR_FLOOR, 9.5, 60.0),
+    "high": (12.0, 33.0, 9.2, 45.0),
+    "max": (16.0, 30.0, 8.8, 30.0),
 }
 
 
-def _jod_floor_for(eps: float) -> float:
-    """A numeric intensity keeps the JOD floor of the named levels around it (linear in eps)."""
-    levels = sorted((e, j) for e, _, j in INTENSITIES.values())
+def _perceptual_floors_for(eps: float) -> tuple[float, float]:
+    """A numeric intensity keeps the perceptual floors of the named levels around it (linear in
+    eps), so a number between two names is never more visible than the louder of them."""
+    levels = sorted((e, j, s) for e, _, j, s in INTENSITIES.values())
     if eps <= levels[0][0]:
-        return levels[0][1]
-    for (e0, j0), (e1, j1) in zip(levels, levels[1:], strict=False):
+        return levels[0][1], levels[0][2]
+    for (e0, j0, s0), (e1, j1, s1) in zip(levels, levels[1:], strict=False):
         if eps <= e1:
-            return j0 + (j1 - j0) * (eps - e0) / (e1 - e0)
-    return levels[-1][1]
+            t = (eps - e0) / (e1 - e0)
+            return j0 + (j1 - j0) * t, s0 + (s1 - s0) * t
+    return levels[-1][1], levels[-1][2]
 
 
 def budget_for(intensity: str | float) -> Budget:
     value = parse_intensity(intensity)
     if isinstance(value, str):
-        eps, floor, jod_floor = INTENSITIES[value]
+        eps, floor, jod_floor, s2_floor = INTENSITIES[value]
     else:
         eps = float(value)
         # Same shape as the named levels: the RMS change may reach half the largest change.
         floor = 20 * math.log10(2 * 255 / eps) if eps > 0 else math.inf
-        jod_floor = _jod_floor_for(eps)
+        jod_floor, s2_floor = _perceptual_floors_for(eps)
     return Budget(
         eps_max=eps / 255,
         psnr_floor=floor,
         flat_fraction=0.2,
         jod_floor=jod_floor,
+        ssimulacra2_floor=s2_floor,
     )
 
 

@@ -4,9 +4,10 @@ PSNR and SSIM bound the change's energy and structure, not what a person sees: a
 invisible in brushwork shows as blotches in a clear sky and as fringes along a clean edge at the
 same PSNR. ColorVideoVDP (Mantiuk et al., SIGGRAPH 2024) models contrast sensitivity by spatial
 frequency and colour, contrast masking and the display, and scores in just-objectionable
-differences (JOD, 10 = no visible difference). The search keeps each cloak at or above its
-level's JOD floor the same way it keeps an SSIM floor: local water-filling, taking the change
-back furthest where the model says it shows most.
+differences (JOD, 10 = no visible difference). SSIMULACRA2 (the JPEG XL project's metric) is
+stricter on fine grain over smooth photo backgrounds, which cvvdp forgives on a 4K display. The
+search keeps each cloak at or above its level's floor on both the same way it keeps an SSIM
+floor: local water-filling, taking the change back furthest where cvvdp says it shows most.
 
 The display is a 4K monitor at a normal desk distance (cvvdp's ``standard_4k``): a picture is
 judged at 100 %, pixel for pixel, which is how an artist inspects a posted file.
@@ -21,8 +22,10 @@ import logging
 import math
 import warnings
 
+import numpy as np
 import torch
 from kornia.filters import gaussian_blur2d
+from PIL import Image
 
 DISPLAY = "standard_4k"
 # cvvdp's pyramid needs a few levels; smaller pictures are judged by the budget map alone.
@@ -34,6 +37,8 @@ BISECTION_STEPS = 9
 # The written pixels are rounded to 8 bits after the hold; this much above the floor keeps the
 # rounded image on it (rounding moved JOD by up to 0.02 in the visibility bench).
 ROUNDING_MARGIN = 0.05
+# The same for SSIMULACRA2, whose 100-point scale moves more with rounding.
+SSIMULACRA2_MARGIN = 1.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -102,20 +107,56 @@ def visibility_map(
     return float(score), local
 
 
-def hold_jod_floor(
-    image: torch.Tensor, delta: torch.Tensor, floor: float, scale: float = 1.0
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    """1×3×H×W in [0, 1] as the 8-bit H×W×3 samples a screen shows."""
+    pixels = image.detach()[0].permute(1, 2, 0).float().clamp(0, 1).cpu().numpy()
+    return np.round(pixels * 255).astype(np.uint8)
+
+
+def _png(pixels: np.ndarray) -> io.BytesIO:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "PNG", compress_level=0)
+    buffer.seek(0)
+    return buffer
+
+
+def ssimulacra2_score(reference: np.ndarray, test: np.ndarray) -> float:
+    """SSIMULACRA2 (100 = identical) of 8-bit H×W×3 pixels; the package reads files, so it is
+    given lossless PNGs in memory."""
+    from ssimulacra2 import compute_ssimulacra2
+
+    return float(compute_ssimulacra2(_png(reference), _png(test)))
+
+
+def hold_visibility_floor(
+    image: torch.Tensor,
+    delta: torch.Tensor,
+    jod_floor: float,
+    ssimulacra2_floor: float | None = None,
+    scale: float = 1.0,
 ) -> torch.Tensor:
-    """δ taken back where it shows most, until image + δ scores at least ``floor`` JOD.
+    """δ taken back where it shows most, until image + δ scores at least ``jod_floor`` JOD and,
+    when given, ``ssimulacra2_floor`` SSIMULACRA2.
 
     The local visibility map is smoothed, and δ is scaled by cap / visibility wherever the map is
-    above the cap; the cap is the largest that keeps the whole picture on the floor (bisection).
+    above the cap; the cap is the largest that keeps the whole picture on the floors (bisection).
     δ is only ever scaled toward zero, so it stays inside the budget map and the pixel range.
     """
     if not judgeable(image):
         return delta
-    target = floor + ROUNDING_MARGIN
+    jod_target = jod_floor + ROUNDING_MARGIN
+    reference = _uint8(image) if ssimulacra2_floor is not None else None
+
+    def holds(candidate: torch.Tensor, score: float | None = None) -> bool:
+        test = (image + candidate).clamp(0, 1)
+        if (score if score is not None else jod(image, test, scale)) < jod_target:
+            return False
+        if reference is None:
+            return True
+        return ssimulacra2_score(reference, _uint8(test)) >= ssimulacra2_floor + SSIMULACRA2_MARGIN
+
     score, local = visibility_map(image, (image + delta).clamp(0, 1), scale)
-    if score >= target:
+    if holds(delta, score):
         return delta
     size = 2 * math.ceil(3 * MAP_SIGMA) + 1
     local = gaussian_blur2d(local, (size, size), (MAP_SIGMA, MAP_SIGMA), border_type="reflect")
@@ -127,7 +168,7 @@ def hold_jod_floor(
     lo, hi = 0.0, float(local.max())
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
-        if jod(image, (image + capped(mid)).clamp(0, 1), scale) >= target:
+        if holds(capped(mid)):
             lo = mid
         else:
             hi = mid

@@ -15,13 +15,11 @@ metrics' memory bounded (ColorVideoVDP needs about 0.7 GB per megapixel).
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from sfumato.engine.visibility import DISPLAY
 from sfumato.verify.figures import visual_change
@@ -65,13 +63,6 @@ def _uint8(pixels: np.ndarray) -> np.ndarray:
     return np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
 
 
-def _png(pixels: np.ndarray) -> io.BytesIO:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, "PNG", compress_level=0)
-    buffer.seek(0)
-    return buffer
-
-
 def jod(original: np.ndarray, changed: np.ndarray, device: torch.device | None = None) -> float:
     """ColorVideoVDP's JOD for 8-bit H×W×3 pixels on a 4K monitor: the engine's own judge, the one
     its JOD floor is held with (CUDA or else the CPU)."""
@@ -86,10 +77,10 @@ def jod(original: np.ndarray, changed: np.ndarray, device: torch.device | None =
 
 
 def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
-    """SSIMULACRA2 for 8-bit H×W×3 pixels (the package reads files: lossless PNGs in memory)."""
-    from ssimulacra2 import compute_ssimulacra2
+    """SSIMULACRA2 for 8-bit H×W×3 pixels: the engine's own judge, the one its floor is held with."""
+    from sfumato.engine.visibility import ssimulacra2_score
 
-    return float(compute_ssimulacra2(_png(original), _png(changed)))
+    return ssimulacra2_score(original, changed)
 
 
 def tiles(height: int, width: int, most: int = TILE_PIXELS) -> list[tuple[slice, slice]]:
