@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from sfumato.ledger import Ledger, file_sha256, open_read_only
+from sfumato.fileops import file_sha256
+from sfumato.ledger import Ledger, open_read_only
 
 
 def test_jobs_survive_reopening_and_interrupted_ones_are_resumed(tmp_path):
