@@ -25,11 +25,12 @@ from pathlib import Path
 
 from sfumato import notify, signals
 from sfumato.config import Config, FolderSettings, load_config
+from sfumato.dispatch import Dispatcher
 from sfumato.errors import ConfigError
 from sfumato.folders import results_problem
 from sfumato.intake import Intake
 from sfumato.jobs import JobEnd, JobRunner
-from sfumato.ledger import JobPhase, JobState, Ledger
+from sfumato.ledger import JobState, Ledger
 from sfumato.outboxes import OutboxWatch
 from sfumato.paths import FolderPaths
 from sfumato.pauses import FolderPauses
@@ -82,6 +83,7 @@ class Daemon:
         self.router: Router | None = None
         self.intake: Intake | None = None
         self.pauses: FolderPauses | None = None
+        self.dispatcher: Dispatcher | None = None
         self.outboxes: OutboxWatch | None = None
         self.lock: StateLock | None = None
 
@@ -194,41 +196,17 @@ class Daemon:
             self.router.route(event)
 
     # ----- jobs -----------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        free = self.config.daemon.workers - len(self.pool.running)
-        if free <= 0:
-            return
-        by_key = self.router.by_key()
-        checked: dict[str, bool] = {}
-        for job in self.ledger.due(time.time()):
-            if free <= 0:
-                break
-            paths = by_key.get(job.folder)
-            if job.id in self.pool.running or paths is None:
-                continue
-            if not self.pauses.usable(paths, checked):
-                continue
-            if job.phase == JobPhase.CLOAK and job.source in self.tracker:
-                continue  # being written again: taken once it has settled
-
-            auto = self.config.folder_style(paths.folder) == "auto"
-            if (
-                auto
-                and job.phase == JobPhase.CLOAK
-                and job.folder in self.pool.running.values()
-                and self.ledger.folder_target(job.folder) is None
-            ):
-                continue  # the folder's first image picks its target; the others follow it
-            self.pool.submit(job.id, paths)
-            free -= 1
+    def _is_auto(self, folder: FolderSettings) -> bool:
+        return self.config.folder_style(folder) == "auto"
 
     def _run_job(self, job_id: int, paths: FolderPaths) -> JobEnd:
         """On a worker thread."""
         job = self.ledger.get(job_id)
         options, auto = self._folder_options(paths.folder)
-        cloaker = self._cloaker_for(options)
         arrival = self.intake.arrival_for(job)
-        return self.runner.run(job, paths, options, cloaker, auto_style=auto, arrival=arrival)
+        return self.runner.run(
+            job, paths, options, self._cloaker_for(options), auto_style=auto, arrival=arrival
+        )
 
     def _finished(self, job_id: int, end: JobEnd) -> None:
         self.pool.finished(job_id)
@@ -319,6 +297,7 @@ class Daemon:
         self.router = Router(self.tracker)
         self.intake = Intake(self.ledger, self.router.folder_of, lambda job_id: job_id in self.pool.running)
         self.pauses = FolderPauses(self.ledger)
+        self.dispatcher = Dispatcher(self.ledger, self.pool, self.pauses, self.tracker)
         self.runner = JobRunner(
             self.ledger,
             max_attempts=d.max_attempts,
@@ -347,10 +326,10 @@ class Daemon:
             if self._reload.is_set():
                 self._reload_config()
             self._check_outboxes()
-            self.pauses.check(self.router.by_key())
+            self.pauses.check(self.folders)
             for path in self.tracker.ready():
                 self.intake.admit(path)
-            self._dispatch()
+            self.dispatcher.dispatch(self.router.by_key(), self.config.daemon.workers, self._is_auto)
             if once and self._idle():
                 return
             notify.watchdog_ping()

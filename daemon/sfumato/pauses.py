@@ -44,11 +44,12 @@ class FolderPauses:
         self._next_check = time.monotonic() + PAUSE_CHECK
         self.ledger.set_meta(paused=json.dumps(self.reasons))
 
-    def check(self, by_key: dict[str, FolderPaths]) -> None:
+    def check(self, folders: list[FolderPaths]) -> None:
         """Resume each paused folder whose results can be written again (or that is gone)."""
         if not self.reasons or time.monotonic() < self._next_check:
             return
         self._next_check = time.monotonic() + PAUSE_CHECK
+        by_key = {p.folder.key: p for p in folders}
         for key in list(self.reasons):
             paths = by_key.get(key)
             if paths is None or results_problem(paths.folder) is None:
