@@ -74,7 +74,7 @@ class Running:
         self.status: list[int] = []
         self.thread = threading.Thread(target=lambda: self.status.append(self.daemon.run()))
         self.thread.start()
-        assert wait_for(lambda: self.daemon.watcher is not None and self.daemon._workers, 10)
+        assert wait_for(lambda: self.daemon.watcher is not None and self.daemon.pool.threads, 10)
 
     def stop(self) -> None:
         self.daemon.request_stop()

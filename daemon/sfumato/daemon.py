@@ -95,10 +95,6 @@ class Daemon:
     def folders(self) -> list[FolderPaths]:
         return self.router.folders if self.router is not None else []
 
-    @property
-    def _workers(self) -> list[threading.Thread]:
-        return self.pool.threads
-
     # ----- signals -------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
         self.stop.set()

@@ -22,7 +22,6 @@ from sfumato.paths import FolderPaths, is_image_name
 log = logging.getLogger("sfumato.daemon")
 
 _BLOCK = 1 << 20
-_HEADER_BYTES = 32  # as many as sfumato.images.sniffing looks at
 
 
 class ImageKind(str, Enum):
@@ -64,6 +63,7 @@ class Arrival:
     mtime: float
     stamp: Stamp
     sha256: str | None  # None: not taken (not an image), so not read beyond its first bytes
+    head: bytes  # the first bytes, to name what a file that is not an image is instead
 
     def unchanged(self) -> bool:
         """Whether the file is still the one examined (stat only: no second hash)."""
@@ -73,13 +73,6 @@ class Arrival:
             return False
 
 
-def _sniff(head: bytes) -> ImageKind | None:
-    from sfumato.images.sniffing import sniff_bytes  # late: sfumato.images loads PIL and OpenCV
-
-    found = sniff_bytes(head[:_HEADER_BYTES])
-    return ImageKind(found) if found else None
-
-
 def examine(path: Path, *, image_name: bool, digest: bool = True) -> Arrival | None:
     """Stat, sniff and hash ``path`` in one read; None if it is not a regular file.
 
@@ -87,12 +80,16 @@ def examine(path: Path, *, image_name: bool, digest: bool = True) -> Arrival | N
     an image is left alone, so it is not read beyond its first bytes (a video, an archive).
     ``digest=False``: stat and sniff only (a job resumed after a restart, its hash recorded).
     """
+    from sfumato.images.sniffing import HEADER_BYTES, sniff_bytes  # late: loads PIL and OpenCV
+
     if not stat.S_ISREG(os.stat(path).st_mode):
         return None  # a folder, or a pipe that opening would block on
     with open(path, "rb") as handle:
         st = os.fstat(handle.fileno())
         block = handle.read(_BLOCK)
-        kind = _sniff(block)
+        head = block[:HEADER_BYTES]
+        found = sniff_bytes(head)
+        kind = ImageKind(found) if found else None
         sha256 = None
         if digest and (image_name or kind is not None):
             hasher = hashlib.sha256()
@@ -100,7 +97,7 @@ def examine(path: Path, *, image_name: bool, digest: bool = True) -> Arrival | N
                 hasher.update(block)
                 block = handle.read(_BLOCK)
             sha256 = hasher.hexdigest()
-    return Arrival(path, kind, st.st_size, st.st_mtime, Stamp.of(st), sha256)
+    return Arrival(path, kind, st.st_size, st.st_mtime, Stamp.of(st), sha256, head)
 
 
 class Intake:

@@ -38,14 +38,10 @@ log = logging.getLogger("sfumato.daemon")
 PROGRESS_EVERY = 0.5  # seconds between progress writes to the ledger
 
 
-def _what_it_is(path: Path) -> str:
-    from sfumato.images.sniffing import HEADER_BYTES, describe_other  # late: loads PIL and OpenCV
+def _what_it_is(head: bytes) -> str:
+    from sfumato.images.sniffing import describe_other  # late: sfumato.images loads PIL and OpenCV
 
-    try:
-        with open(path, "rb") as handle:
-            return describe_other(handle.read(HEADER_BYTES))
-    except OSError:
-        return "its content is not recognised"
+    return describe_other(head)
 
 
 def file_signature(path: Path) -> str | None:
@@ -222,7 +218,7 @@ class JobRunner:
                     f"was failed before it: it looks like the rest of that file (now "
                     f"{paths.shown(earlier)}), which it completes when the two are joined"
                 )
-            raise BadImageError(f"{src.name} is not a PNG or JPEG image: {_what_it_is(src)}")
+            raise BadImageError(f"{src.name} is not a PNG or JPEG image: {_what_it_is(arrival.head)}")
 
     def _earlier_piece(self, job: Job) -> Path | None:
         """A headerless file under a name whose last file was failed as truncated: its rest,
