@@ -40,7 +40,8 @@ from daemonkit import (
 from sfumato.cli import main
 from sfumato.config import load_config
 from sfumato.daemon import Daemon
-from sfumato.ledger import Ledger, file_sha256, open_read_only
+from sfumato.fileops import file_sha256
+from sfumato.ledger import Ledger, open_read_only
 
 MARK = FakeCloaker.MARK
 
@@ -73,7 +74,7 @@ class Running:
         self.status: list[int] = []
         self.thread = threading.Thread(target=lambda: self.status.append(self.daemon.run()))
         self.thread.start()
-        assert wait_for(lambda: self.daemon.watcher is not None and self.daemon._workers, 10)
+        assert wait_for(lambda: self.daemon.watcher is not None and self.daemon.pool.threads, 10)
 
     def stop(self) -> None:
         self.daemon.request_stop()
@@ -947,3 +948,36 @@ def test_engine_done_line_and_status_name_the_ensemble_members_used_and_left_out
     assert last["encoders"] == ["openclip:sfumato-tiny/random"] and last["left_out"] == [vit]
     text = sfumato_cli("status", "--config", str(config), home=tmp_path / "home").stdout
     assert f"encoders openclip:sfumato-tiny/random (left out: {vit})" in text
+
+
+def test_a_file_is_sniffed_once_and_hashed_once_on_its_way(tmp_path, monkeypatch):
+    """Intake reads a file once (kind, size, SHA-256) and the job and the final move trust it."""
+    import hashlib
+
+    import sfumato.images.sniffing as sniffing
+
+    config = write_config(tmp_path)
+    f = art(tmp_path)
+    f["outbox"].mkdir(parents=True)
+    (f["outbox"] / "a.png").write_bytes(png_bytes(1))
+    (f["outbox"] / "scan").write_bytes(png_bytes(2))  # no extension: only its bytes say PNG
+    calls = {"sha256": 0, "sniff": 0}
+    real_sha256, real_sniff = hashlib.sha256, sniffing.sniff_bytes
+
+    def counting_sha256(*args):
+        calls["sha256"] += 1
+        return real_sha256(*args)
+
+    def counting_sniff(head: bytes):
+        frame = sys._getframe(1)
+        while frame is not None and not frame.f_code.co_filename.endswith("daemonkit.py"):
+            frame = frame.f_back
+        calls["sniff"] += frame is None  # the stand-in cloaker's own read is the engine's
+        return real_sniff(head)
+
+    monkeypatch.setattr(hashlib, "sha256", counting_sha256)
+    monkeypatch.setattr(sniffing, "sniff_bytes", counting_sniff)
+    run_once(config, FakeCloaker())
+    assert files_under(f["ready"]) == ["a.png", "scan"]
+    assert files_under(f["originals"]) == ["a.png", "scan"]
+    assert calls == {"sha256": 2, "sniff": 2}

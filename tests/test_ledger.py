@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
-from sfumato.ledger import Ledger, file_sha256, open_read_only
+from sfumato.fileops import file_sha256
+from sfumato.ledger import LEDGER_NAME, JobPhase, JobState, Ledger, LedgerReader, StateCount, open_read_only
 
 
 def test_jobs_survive_reopening_and_interrupted_ones_are_resumed(tmp_path):
@@ -69,3 +71,37 @@ def test_file_hash_depends_on_content_only(tmp_path):
     (tmp_path / "c").write_bytes(b"different")
     assert file_sha256(tmp_path / "a") == file_sha256(tmp_path / "b")
     assert file_sha256(tmp_path / "a") != file_sha256(tmp_path / "c")
+
+
+def test_reader_gives_typed_rows_and_reads_a_ledger_of_an_older_daemon(tmp_path):
+    """``sfumato status`` reads through LedgerReader, even a ledger written before the columns
+    added since (it cannot add them read-only): those read as None."""
+    ledger = Ledger(tmp_path)
+    job = ledger.add("/out", "a.png", 10, 1.0, "aa")
+    ledger.update(job, state="done", finished_at=5.0, output="/ready/a.png")
+    ledger.add("/out", "b.png", 10, 1.0, "bb", state=JobState.IGNORED)
+    ledger.set_folder_target("/out", "halftone")
+    ledger.close()
+    db = sqlite3.connect(tmp_path / LEDGER_NAME)  # as the first release wrote it
+    db.execute("ALTER TABLE files RENAME TO newer")
+    first_release = [c[1] for c in db.execute("PRAGMA table_info(newer)")][:-2]
+    assert first_release[-1] == "phase"
+    db.execute(f"CREATE TABLE files AS SELECT {', '.join(first_release)} FROM newer")
+    db.execute("DROP TABLE newer")
+    db.commit()
+    db.close()
+
+    reader = LedgerReader.open(tmp_path)
+    try:
+        assert sorted(reader.state_counts(), key=lambda c: c.state) == [
+            StateCount("/out", JobState.DONE, 1),
+            StateCount("/out", JobState.IGNORED, 1),
+        ]
+        (done,) = reader.latest(JobState.DONE, 5)
+        assert (done.relpath, done.state, done.output) == ("a.png", "done", "/ready/a.png")
+        assert done.encoders is None
+        assert done.phase is JobPhase.CLOAK and reader.working() == []
+        assert reader.folder_targets() == {"/out": "halftone"}
+    finally:
+        reader.close()
+    assert LedgerReader.open(tmp_path / "never-ran") is None

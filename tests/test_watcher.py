@@ -12,6 +12,7 @@ import pytest
 from daemonkit import png_bytes, wait_for
 from sfumato.config import FolderSettings
 from sfumato.paths import FolderPaths
+from sfumato.routing import feed
 from sfumato.stability import StabilityTracker
 from sfumato.watcher import Watcher
 
@@ -140,21 +141,12 @@ def _pickups(watcher: Watcher, tracker: StabilityTracker, paths: FolderPaths, se
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            kind, path = watcher.sink.get(timeout=0.05)
+            event = watcher.sink.get(timeout=0.05)
         except queue.Empty:
             pass
         else:
-            if paths.relative(path) is not None:
-                if kind == "touch":
-                    tracker.touch(path)
-                elif kind == "modified":
-                    tracker.modified(path)
-                elif kind == "opened":
-                    tracker.opened(path)
-                elif kind in ("closed", "read"):
-                    tracker.closed(path, wrote=kind == "closed")
-                elif kind == "gone":
-                    tracker.forget(path)
+            if paths.relative(event.path) is not None:
+                feed(tracker, event)
         found += [paths.relative(p) for p in tracker.ready()]
     return found
 

@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sfumato {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
-        try:
-            module = importlib.import_module(f"sfumato.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"sfumato.commands.{module_name}":
-                continue  # command not part of this build
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"sfumato.commands.{module_name}").add_parser(sub)
     return parser
 
 

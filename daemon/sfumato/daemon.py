@@ -1,9 +1,12 @@
-"""The watched-folder daemon: watcher -> stability -> ledger -> jobs, on one main loop.
+"""The watched-folder daemon: watcher -> stability -> intake -> ledger -> jobs, on one main loop.
 
 The main thread owns the event queue, the stability tracker and the dispatching; worker threads
 only run jobs, which share the cloaker (models loaded once). Signals only set flags: SIGTERM and
 SIGINT stop (the running job's ``should_stop`` turns True and it is resumed on the next start),
-SIGHUP reloads the config (an invalid one is reported and the old one kept).
+SIGHUP reloads the config (an invalid one is reported and the old one kept). The parts are
+modules of their own: :mod:`~sfumato.signals`, :mod:`~sfumato.outboxes` (watcher lifecycle),
+:mod:`~sfumato.routing`, :mod:`~sfumato.intake`, :mod:`~sfumato.pauses` and
+:mod:`~sfumato.workers`; this one configures them, dispatches and runs the loop.
 """
 
 from __future__ import annotations
@@ -14,30 +17,33 @@ import json
 import logging
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from sfumato import notify
+from sfumato import notify, signals
 from sfumato.config import Config, FolderSettings, load_config
+from sfumato.dispatch import Dispatcher
 from sfumato.errors import ConfigError
 from sfumato.folders import results_problem
-from sfumato.jobs import JobRunner, file_signature, sniff
-from sfumato.ledger import Ledger, file_sha256
-from sfumato.paths import FolderPaths, is_image_name
+from sfumato.intake import Intake
+from sfumato.jobs import JobEnd, JobRunner
+from sfumato.ledger import JobState, Ledger
+from sfumato.outboxes import OutboxWatch
+from sfumato.paths import FolderPaths
+from sfumato.pauses import FolderPauses
+from sfumato.routing import Router
 from sfumato.stability import StabilityTracker
 from sfumato.statelock import StateLock
-from sfumato.watcher import Watcher
+from sfumato.watcher import FileEvent, Watcher
+from sfumato.workers import JobFinished, WorkerPool
 
 log = logging.getLogger("sfumato.daemon")
 
 STOP_GRACE = 8.0  # seconds a running job gets to notice the stop flag before we exit anyway
 IDLE_WAKE = 5.0  # longest sleep of the main loop when nothing is pending
-# Seconds between checks that each outbox is still the folder being watched: one deleted and
-# made again is a new folder the old watch never sees.
-OUTBOX_CHECK = 2.0
 
 CloakerFactory = Callable[[str, "int | None"], object]
 
@@ -48,13 +54,9 @@ def _real_cloaker(device: str, threads: int | None):
     return Cloaker(device=device, threads=threads)
 
 
-def _folder_id(path: Path) -> tuple[int, int] | None:
-    """Which folder is at ``path`` now (None: none): a folder made again has a new inode."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if path.is_dir() else None
+@dataclass(frozen=True)
+class Wake:
+    """Nothing happened: the main loop looks at its flags (stop, reload) now."""
 
 
 class Daemon:
@@ -70,44 +72,37 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.cloaker_factory = cloaker_factory or _real_cloaker
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue[FileEvent | JobFinished | Wake] = queue.Queue()
         self.stop = threading.Event()
         self._reload = threading.Event()
         self._cloakers: dict[tuple[str, int | None], object] = {}
-        self._jobs: queue.Queue = queue.Queue()
-        self._running: dict[int, str] = {}  # job id -> folder key
-        self._workers: list[threading.Thread] = []
-        self.folders: list[FolderPaths] = []
+        self.pool = WorkerPool(self._run_job, self.events, self.stop)
         self.ledger: Ledger | None = None
         self.runner: JobRunner | None = None
-        self.watcher: Watcher | None = None
         self.tracker: StabilityTracker | None = None
+        self.router: Router | None = None
+        self.intake: Intake | None = None
+        self.pauses: FolderPauses | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.outboxes: OutboxWatch | None = None
         self.lock: StateLock | None = None
-        self._outbox_ids: dict[Path, tuple[int, int] | None] = {}
-        self._outbox_fds: list[int] = []
-        self._paused: dict[str, str] = {}  # folder key -> why its results cannot be written
-        self._next_pause_check = 0.0
-        self._next_outbox_check = 0.0
+
+    @property
+    def watcher(self) -> Watcher | None:
+        return self.outboxes.watcher if self.outboxes is not None else None
+
+    @property
+    def folders(self) -> list[FolderPaths]:
+        return self.router.folders if self.router is not None else []
 
     # ----- signals -------------------------------------------------------------------------
     def request_stop(self, *_: object) -> None:
         self.stop.set()
-        self.events.put(("wake", None))
+        self.events.put(Wake())
 
     def request_reload(self, *_: object) -> None:
         self._reload.set()
-        self.events.put(("wake", None))
-
-    def _install_signals(self) -> dict:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        handlers = {signal.SIGTERM: self.request_stop, signal.SIGINT: self.request_stop}
-        if hasattr(signal, "SIGHUP"):
-            handlers[signal.SIGHUP] = self.request_reload
-        for signum, handler in handlers.items():
-            previous[signum] = signal.signal(signum, handler)
-        return previous
+        self.events.put(Wake())
 
     # ----- configuration --------------------------------------------------------------------
     def _cloaker_for(self, options) -> object:
@@ -134,13 +129,11 @@ class Daemon:
                 message = f"{folder.outbox}: cannot create the outbox: {exc.strerror}"
                 raise ConfigError(message) from None
         self.config = config
-        # Deepest outbox first, so a file of a nested outbox belongs to the nested folder.
-        folders = [FolderPaths(f) for f in config.folders]
-        self.folders = sorted(folders, key=lambda p: len(p.outbox.parts), reverse=True)
+        self.router.set_folders([FolderPaths(f) for f in config.folders])
         for folder in config.folders:
             options, _ = self._folder_options(folder)
             self._cloaker_for(options).prepare(options)
-        self._start_workers()
+        self.pool.grow_to(self.config.daemon.workers)
         log.info(
             "watching %s",
             ", ".join(str(p.outbox) for p in self.folders) or "no folders (none configured)",
@@ -151,13 +144,6 @@ class Daemon:
             config=self.config_path,
             folders=json.dumps([f.model_dump(mode="json") for f in config.folders]),
         )
-
-    def _start_workers(self) -> None:
-        """Up to ``daemon.workers`` threads (a reload may add some; fewer are simply not fed)."""
-        while len(self._workers) < self.config.daemon.workers:
-            worker = threading.Thread(target=self._work, name="sfumato-worker", daemon=True)
-            worker.start()
-            self._workers.append(worker)
 
     def _reload_config(self) -> None:
         self._reload.clear()
@@ -179,245 +165,68 @@ class Daemon:
             log.error("could not apply the new configuration (%s); kept the previous one", exc)
         else:
             log.info("reloaded the configuration from %s", self.config_path)
-            if self.watcher is not None:
-                self.watcher.stop()
+            if self.outboxes is not None:
                 self._start_watcher()
-            self._scan_all()
+            self.router.scan_all()
         notify.notify_ready()
 
-    # ----- events ---------------------------------------------------------------------------
-    def _hold_outboxes(self) -> None:
-        """Keep each watched outbox open: while it is held, a deleted outbox's inode cannot be
-        given to a folder made again at its path, so the two are told apart by inode."""
-        self._release_outboxes()
-        for paths in self.folders:
-            try:
-                fd = os.open(paths.outbox, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-            except OSError:
-                self._outbox_ids[paths.outbox] = None
-                continue
-            self._outbox_fds.append(fd)
-            st = os.fstat(fd)
-            self._outbox_ids[paths.outbox] = (st.st_dev, st.st_ino)
-
-    def _release_outboxes(self) -> None:
-        for fd in self._outbox_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._outbox_fds, self._outbox_ids = [], {}
-
+    # ----- watching -------------------------------------------------------------------------
     def _start_watcher(self) -> None:
         d = self.config.daemon
-        self._hold_outboxes()
-        self.watcher = Watcher(self.events, polling=d.polling, poll_interval=d.poll_interval)
-        self.watcher.start(outbox for outbox, found in self._outbox_ids.items() if found)
-        self.tracker.tracks_writers = self.watcher.reports_closes
-        self._next_outbox_check = time.monotonic() + OUTBOX_CHECK
+        if self.outboxes is None:
+            self.outboxes = OutboxWatch(self.events, polling=d.polling, poll_interval=d.poll_interval)
+        self.outboxes.start([p.outbox for p in self.folders])
+        self.tracker.tracks_writers = self.outboxes.reports_closes
 
     def _check_outboxes(self) -> None:
-        """An outbox deleted (and perhaps made again) while watched: say so, and watch the new
-        folder, else its files are silently ignored."""
-        if self.watcher is None or time.monotonic() < self._next_outbox_check:
-            return
-        self._next_outbox_check = time.monotonic() + OUTBOX_CHECK
-        now = {outbox: _folder_id(outbox) for outbox in self._outbox_ids}
-        if now == self._outbox_ids:
-            return
-        for outbox, found in now.items():
-            if found == self._outbox_ids.get(outbox):
-                continue
-            if found is None:
-                log.warning("outbox %s was removed: files dropped there wait until it is back", outbox)
-            else:
-                log.info("outbox %s is there again: watching it", outbox)
-        self.watcher.stop()
-        self._start_watcher()
-        self._scan_all()
+        """An outbox deleted (and perhaps made again) while watched: watch the new folder, else
+        its files are silently ignored."""
+        if self.outboxes is not None and self.outboxes.replaced():
+            self._start_watcher()
+            self.router.scan_all()
 
-    def _folder_of(self, path: Path) -> tuple[FolderPaths, str] | None:
-        for paths in self.folders:
-            rel = paths.relative(path)
-            if rel is not None:
-                return paths, rel
-        return None
-
-    def _scan_all(self) -> None:
-        for paths in self.folders:
-            if not paths.outbox.is_dir():
-                continue
-            for path in paths.walk():
-                self.tracker.touch(path)
-
-    def _handle(self, kind: str, payload) -> None:
-        if kind == "finished":
-            self._finished(*payload)
-            return
-        if kind == "wake" or payload is None:
-            return
-        path = Path(payload)
-        if kind == "dir":
-            for paths in self.folders:
-                if paths.relative(path) is not None:
-                    for found in paths.walk_dir(path):
-                        self.tracker.touch(found)
-                    break
-            return
-        if kind == "gone":
-            self.tracker.forget(path)
-            return
-        if self._folder_of(path) is None:
-            return
-        if kind == "touch":
-            self.tracker.touch(path)
-        elif kind == "modified":
-            self.tracker.modified(path)
-        elif kind == "opened":
-            self.tracker.opened(path)
-        elif kind in ("closed", "read"):
-            self.tracker.closed(path, wrote=kind == "closed")
-
-    def _admit(self, path: Path) -> None:
-        """A complete file: record it in the ledger as a job (or as a duplicate, or ignored)."""
-        found = self._folder_of(path)
-        if found is None:
-            return
-        paths, rel = found
-        key = paths.folder.key
-        try:
-            st = path.stat()
-            if not path.is_file():
-                return
-            if not is_image_name(rel) and sniff(path) not in ("PNG", "JPEG"):
-                if not self.ledger.find_ignored(key, rel, st.st_size, st.st_mtime):
-                    self.ledger.add(key, rel, st.st_size, st.st_mtime, "", state="ignored")
-                    log.info("left %s in the outbox: not a JPG or PNG file", paths.shown(path))
-                    # logged once: the ledger remembers it until the file changes
-                return
-            sha = file_sha256(path)
-        except OSError:
-            return
-        active = self.ledger.find_active(key, rel)
-        if active is not None:
-            if active.sha256 != sha and active.id not in self._running and active.phase == "cloak":
-                changed = {"sha256": sha, "size": st.st_size, "mtime": st.st_mtime}
-                if active.truncated_sig and file_signature(path) != active.truncated_sig:
-                    changed["next_try_at"] = 0  # more of a file that was cut short: read it now
-                self.ledger.update(active.id, **changed)
-            return
-        done = self.ledger.find_done_content(key, sha)
-        if done is not None:
-            self.ledger.add(key, rel, st.st_size, st.st_mtime, sha, phase="duplicate", output=done.output)
-        else:
-            self.ledger.add(key, rel, st.st_size, st.st_mtime, sha)
-        log.debug("queued %s", paths.shown(path))
-
-    # ----- paused folders ---------------------------------------------------------------------
-    def _pause(self, paths: FolderPaths, reason: str) -> None:
-        """Said once; the folder's files stay in the outbox until :meth:`_check_paused` clears it."""
-        key = paths.folder.key
-        if key in self._paused:
-            return
-        self._paused[key] = reason
-        log.warning("paused %s: %s; its files stay in the outbox until that is fixed", paths.outbox, reason)
-        self._next_pause_check = time.monotonic() + OUTBOX_CHECK
-        self.ledger.set_meta(paused=json.dumps(self._paused))
-
-    def _check_paused(self, force: bool = False) -> None:
-        if not self._paused or (not force and time.monotonic() < self._next_pause_check):
-            return
-        self._next_pause_check = time.monotonic() + OUTBOX_CHECK
-        by_key = {p.folder.key: p for p in self.folders}
-        for key in list(self._paused):
-            paths = by_key.get(key)
-            if paths is None or results_problem(paths.folder) is None:
-                del self._paused[key]
-                if paths is not None:
-                    log.info("resumed %s: its folders can be written again", paths.outbox)
-        self.ledger.set_meta(paused=json.dumps(self._paused))
-
-    def _usable(self, paths: FolderPaths, checked: dict[str, bool]) -> bool:
-        """Whether jobs of this folder may start: its results can be written (asked once per
-        dispatch round, before any cloak is spent on a file that could not be saved)."""
-        key = paths.folder.key
-        if key in self._paused:
-            return False
-        if key not in checked:
-            problem = results_problem(paths.folder)
-            if problem is not None:
-                self._pause(paths, problem)
-            checked[key] = problem is None
-        return checked[key]
+    def _handle(self, event: FileEvent | JobFinished | Wake) -> None:
+        if isinstance(event, JobFinished):
+            self._finished(event.job_id, event.end)
+        elif isinstance(event, FileEvent):
+            self.router.route(event)
 
     # ----- jobs -----------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        free = self.config.daemon.workers - len(self._running)
-        if free <= 0:
-            return
-        by_key = {p.folder.key: p for p in self.folders}
-        checked: dict[str, bool] = {}
-        for job in self.ledger.due(time.time()):
-            if free <= 0:
-                break
-            paths = by_key.get(job.folder)
-            if job.id in self._running or paths is None:
-                continue
-            if not self._usable(paths, checked):
-                continue
-            if job.phase == "cloak" and job.source in self.tracker:
-                continue  # being written again: taken once it has settled
+    def _is_auto(self, folder: FolderSettings) -> bool:
+        return self.config.folder_style(folder) == "auto"
 
-            auto = self.config.folder_style(paths.folder) == "auto"
-            if (
-                auto
-                and job.phase == "cloak"
-                and job.folder in self._running.values()
-                and self.ledger.folder_target(job.folder) is None
-            ):
-                continue  # the folder's first image picks its target; the others follow it
-            self._running[job.id] = job.folder
-            self._jobs.put((job.id, paths))
-            free -= 1
+    def _run_job(self, job_id: int, paths: FolderPaths) -> JobEnd:
+        """On a worker thread."""
+        job = self.ledger.get(job_id)
+        options, auto = self._folder_options(paths.folder)
+        arrival = self.intake.arrival_for(job)
+        return self.runner.run(
+            job, paths, options, self._cloaker_for(options), auto_style=auto, arrival=arrival
+        )
 
-    def _work(self) -> None:
-        while True:
-            item = self._jobs.get()
-            if item is None:
-                return
-            job_id, paths = item
-            state = "waiting"
-            if self.stop.is_set():  # stopping: leave it waiting for the next start
-                self.events.put(("finished", (job_id, state)))
-                continue
-            try:
-                job = self.ledger.get(job_id)
-                options, auto = self._folder_options(paths.folder)
-                state = self.runner.run(job, paths, options, self._cloaker_for(options), auto_style=auto)
-            except Exception:
-                log.exception("job %s crashed", job_id)
-            finally:
-                self.events.put(("finished", (job_id, state)))
-
-    def _finished(self, job_id: int, state: str) -> None:
-        self._running.pop(job_id, None)
+    def _finished(self, job_id: int, end: JobEnd) -> None:
+        self.pool.finished(job_id)
         notify.notify_status(self._status_line())
         job = self.ledger.get(job_id)
-        if state == "paused":
-            paths = {p.folder.key: p for p in self.folders}.get(job.folder)
+        if job.state != JobState.WAITING:
+            self.intake.forget(job_id)
+        if end.folder_broken:
+            paths = self.router.by_key().get(job.folder)
             problem = results_problem(paths.folder) if paths is not None else None
             if paths is not None and problem is not None:
-                self._pause(paths, problem)
-        written = state in ("done", "duplicate") or (state == "waiting" and job.truncated_sig)
+                self.pauses.pause(paths, problem)
+        state = end.state
+        written = state in (JobState.DONE, JobState.DUPLICATE) or (
+            state == JobState.WAITING and job.truncated_sig
+        )
         if written and job.source.exists():
             # Rewritten (or, if truncated, written further) while it was read: take the new content.
             self.tracker.touch(job.source)
 
     def _status_line(self) -> str:
-        if self._running:
-            return f"cloaking {len(self._running)} file(s)"
+        if self.pool.running:
+            return f"cloaking {len(self.pool.running)} file(s)"
         return "idle, watching " + ", ".join(str(p.outbox) for p in self.folders)
-
-    def _on_status(self, text: str) -> None:
-        notify.notify_status(text)
 
     # ----- main loop ------------------------------------------------------------------------
     def _timeout(self, once: bool) -> float:
@@ -430,10 +239,10 @@ class Daemon:
             waits.append(max(0.0, rest - time.time()))
         if (interval := notify.watchdog_interval()) is not None:
             waits.append(interval / 2)
-        if self.watcher is not None:
-            waits.append(max(0.0, self._next_outbox_check - time.monotonic()))
-        if self._paused and not once:
-            waits.append(max(0.0, self._next_pause_check - time.monotonic()))
+        if self.outboxes is not None and (outbox_check := self.outboxes.seconds_to_check()) is not None:
+            waits.append(outbox_check)
+        if not once and (pause_check := self.pauses.seconds_to_check()) is not None:
+            waits.append(pause_check)
         return max(0.02, min(waits))
 
     def _watched_keys(self) -> set[str]:
@@ -442,9 +251,9 @@ class Daemon:
     def _idle(self) -> bool:
         """Nothing left for ``--once``: no pending file, no due job, no running job, and no file
         waiting for the rest of its data (it gets its bounded wait even with ``--once``)."""
-        if self.tracker or self._running:
+        if self.tracker or self.pool.running:
             return False
-        watched = self._watched_keys() - self._paused.keys()
+        watched = self._watched_keys() - self.pauses.keys()
         if self.ledger.next_truncated_at(watched) is not None:
             return False
         return not any(job.folder in watched for job in self.ledger.due(time.time()))
@@ -453,15 +262,16 @@ class Daemon:
         """After ``--once``: say what could not be done; the exit status (1 if anything)."""
         watched = self._watched_keys()
         waiting = [j for j in self.ledger.waiting() if j.folder in watched]
+        paused = self.pauses.reasons
         for paths in self.folders:
             key = paths.folder.key
-            if key in self._paused:
+            if key in paused:
                 count = sum(j.folder == key for j in waiting)
-                log.error("could not process %d file(s) of %s: %s", count, paths.outbox, self._paused[key])
-        retries = [j for j in waiting if j.folder not in self._paused]
+                log.error("could not process %d file(s) of %s: %s", count, paths.outbox, paused[key])
+        retries = [j for j in waiting if j.folder not in paused]
         if retries:
             log.error("%d file(s) met an error and wait in the outbox for a retry", len(retries))
-        return 1 if self._paused or retries else 0
+        return 1 if paused or retries else 0
 
     def run(self, once: bool = False) -> int:
         """Watch (or, with ``once``, drain what is waiting) until stopped; returns exit status."""
@@ -480,6 +290,10 @@ class Daemon:
         if recovered:
             log.info("resuming %d interrupted job(s)", recovered)
         self.tracker = StabilityTracker(d.settle_seconds)
+        self.router = Router(self.tracker)
+        self.intake = Intake(self.ledger, self.router.folder_of, lambda job_id: job_id in self.pool.running)
+        self.pauses = FolderPauses(self.ledger)
+        self.dispatcher = Dispatcher(self.ledger, self.pool, self.pauses, self.tracker)
         self.runner = JobRunner(
             self.ledger,
             max_attempts=d.max_attempts,
@@ -487,14 +301,14 @@ class Daemon:
             max_file_mb=d.max_file_mb,
             truncated_wait=d.truncated_wait,
             stop=self.stop,
-            on_status=self._on_status,
+            on_status=notify.notify_status,
         )
-        previous = self._install_signals()
+        previous = signals.install(self.request_stop, self.request_reload)
         try:
             self._apply_config(self.config)
             if not once:
                 self._start_watcher()
-            self._scan_all()
+            self.router.scan_all()
             notify.notify_ready()
             notify.notify_status(self._status_line())
             self._loop(once)
@@ -508,43 +322,35 @@ class Daemon:
             if self._reload.is_set():
                 self._reload_config()
             self._check_outboxes()
-            self._check_paused()
+            self.pauses.check(self.folders)
             for path in self.tracker.ready():
-                self._admit(path)
-            self._dispatch()
+                self.intake.admit(path)
+            self.dispatcher.dispatch(self.router.by_key(), self.config.daemon.workers, self._is_auto)
             if once and self._idle():
                 return
             notify.watchdog_ping()
             try:
-                kind, payload = self.events.get(timeout=self._timeout(once))
+                event = self.events.get(timeout=self._timeout(once))
             except queue.Empty:
                 continue
-            self._handle(kind, payload)
+            self._handle(event)
             while True:  # drain a burst (200 files dropped at once) before re-checking
                 try:
-                    kind, payload = self.events.get_nowait()
+                    event = self.events.get_nowait()
                 except queue.Empty:
                     break
-                self._handle(kind, payload)
+                self._handle(event)
 
-    def _shutdown(self, previous: dict) -> None:
+    def _shutdown(self, previous: signals.Previous) -> None:
         if self.stop.is_set():
             log.info("stopping")
         notify.notify_stopping()
         self.stop.set()
-        if self.watcher is not None:
-            self.watcher.stop()
-        self._release_outboxes()
-        for _ in self._workers:
-            self._jobs.put(None)
-        deadline = time.monotonic() + STOP_GRACE
-        for worker in self._workers:
-            worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        alive = any(w.is_alive() for w in self._workers)
-        for signum, handler in previous.items():
-            with contextlib.suppress(Exception):
-                signal.signal(signum, handler)
-        if self.ledger is not None and not alive:
+        if self.outboxes is not None:
+            self.outboxes.stop()
+        all_ended = self.pool.shut_down(STOP_GRACE)
+        signals.restore(previous)
+        if self.ledger is not None and all_ended:
             with contextlib.suppress(Exception):
                 self.ledger.set_meta(pid=None, stopped_at=time.time())
             self.ledger.close()

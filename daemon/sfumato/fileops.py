@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from sfumato.errors import TransientError
 
@@ -35,6 +38,36 @@ def _umask() -> int:
     return mask
 
 
+def file_sha256(path: Path) -> str:
+    """The content's identity: what the ledger dedupes on and pinned weights are checked by."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_durably(target: Path, fill: Callable[[BinaryIO, str], None], what: str) -> None:
+    """Fill a hidden temp file next to ``target``, fsync it and rename it over ``target``.
+
+    ``fill(handle, temp_name)`` writes the content; a failure removes the temp file, and a
+    full disk or quota becomes a :class:`TransientError` (worth a retry, not a failed picture).
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".sfumato-tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fill(handle, tmp)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if is_transient_oserror(exc):
+            raise TransientError(f"could not {what}: {exc.strerror}") from exc
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a hidden temp name in the same folder, fsync, then rename over ``path``.
 
@@ -43,20 +76,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".sfumato-tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if is_transient_oserror(exc):
-            raise TransientError(f"could not write {path}: {exc.strerror}") from exc
-        raise
+
+    def fill(handle: BinaryIO, _tmp: str) -> None:
+        os.fchmod(handle.fileno(), 0o666 & ~_umask())
+        handle.write(data)
+
+    _write_durably(path, fill, f"write {path}")
     fsync_dir(path.parent)
 
 
@@ -88,20 +113,14 @@ def safe_move(src: Path, dst: Path) -> Path:
     except FileExistsError:
         return safe_move(src, dst)
     except OSError:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".sfumato-tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+
+        def fill(out: BinaryIO, tmp: str) -> None:
+            with open(src, "rb") as inp:
                 shutil.copyfileobj(inp, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
+            out.flush()
             shutil.copystat(src, tmp)
-            os.replace(tmp, target)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if is_transient_oserror(exc):
-                raise TransientError(f"could not move {src} to {target}: {exc.strerror}") from exc
-            raise
+
+        _write_durably(target, fill, f"move {src} to {target}")
     fsync_dir(target.parent)
     os.unlink(src)
     fsync_dir(src.parent)

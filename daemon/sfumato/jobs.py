@@ -22,12 +22,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
-from sfumato.fileops import atomic_write_bytes, fsync_dir, safe_move, unique_path
+from sfumato.fileops import atomic_write_bytes, file_sha256, fsync_dir, safe_move, unique_path
 from sfumato.folders import results_problem
-from sfumato.ledger import Job, Ledger, file_sha256
+from sfumato.intake import Arrival, examine
+from sfumato.ledger import Job, JobPhase, JobState, Ledger
 from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
 from sfumato.paths import FolderPaths
 
@@ -36,23 +38,10 @@ log = logging.getLogger("sfumato.daemon")
 PROGRESS_EVERY = 0.5  # seconds between progress writes to the ledger
 
 
-def sniff(path: Path) -> str | None:
-    """PNG/JPEG by magic bytes; "unknown" if the sniffer is not available (the engine decides)."""
-    try:
-        from sfumato.images import sniff_format
-    except ImportError:
-        return "unknown"
-    return sniff_format(path)
+def _what_it_is(head: bytes) -> str:
+    from sfumato.images.sniffing import describe_other  # late: sfumato.images loads PIL and OpenCV
 
-
-def _what_it_is(path: Path) -> str:
-    try:
-        from sfumato.images.sniffing import HEADER_BYTES, describe_other
-
-        with open(path, "rb") as handle:
-            return describe_other(handle.read(HEADER_BYTES))
-    except (ImportError, OSError):
-        return "its content is not recognised"
+    return describe_other(head)
 
 
 def file_signature(path: Path) -> str | None:
@@ -62,6 +51,15 @@ def file_signature(path: Path) -> str | None:
     except OSError:
         return None
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How a run of a job ended: the job's new state, and whether its folder's results could not
+    be written (the daemon then pauses that folder; the job waits, its attempt not counted)."""
+
+    state: JobState
+    folder_broken: bool = False
 
 
 def _same_content(path: Path, sha256: str) -> bool:
@@ -130,17 +128,32 @@ class JobRunner:
         cloaker,
         *,
         auto_style: bool,
-    ) -> str:
-        """Take ``job`` as far as it goes; returns its new state."""
+        arrival: Arrival | None = None,
+    ) -> JobEnd:
+        """Take ``job`` as far as it goes. ``arrival``: what intake found (None after a restart:
+        the job then looks at the file itself)."""
+        end = self._advance(job, paths, options, cloaker, auto_style=auto_style, arrival=arrival)
+        return end if isinstance(end, JobEnd) else JobEnd(end)
+
+    def _advance(
+        self,
+        job: Job,
+        paths: FolderPaths,
+        options: CloakOptions,
+        cloaker,
+        *,
+        auto_style: bool,
+        arrival: Arrival | None,
+    ) -> JobState | JobEnd:
         src = job.source
         # Each attempt is counted (and durable) before its work starts, and a stop on request
         # gives it back; so a cloak still at the limit here ended with the daemon dying under it
         # (out of memory, a native crash). Such an image is failed, not tried for ever.
-        died_every_time = job.phase == "cloak" and job.attempts >= self.max_attempts
+        died_every_time = job.phase == JobPhase.CLOAK and job.attempts >= self.max_attempts
         if not died_every_time:
             job.attempts += 1
         self.ledger.update(
-            job.id, state="working", attempts=job.attempts, started_at=time.time(), progress=0.0
+            job.id, state=JobState.WORKING, attempts=job.attempts, started_at=time.time(), progress=0.0
         )
         for planned in (job.output, job.original_to):
             if planned:
@@ -152,40 +165,44 @@ class JobRunner:
                     "(out of memory, a crash or a kill)"
                 )
                 return self._fail(job, paths, reason)
-            if job.phase == "fail":
+            if job.phase == JobPhase.FAIL:
                 return self._fail(job, paths, job.error or "could not be cloaked")
-            if job.phase == "duplicate":
+            if job.phase == JobPhase.DUPLICATE:
                 return self._duplicate(job, paths)
             if not src.exists():
                 return self._vanished(job, paths)
-            if job.phase == "cloak":
+            if job.phase == JobPhase.CLOAK:
                 seen = file_signature(src)  # before reading: what a truncated read saw
                 try:
-                    self._check_input(job, paths)
+                    self._check_input(job, paths, arrival)
                     self._cloak(job, paths, options, cloaker, auto_style=auto_style)
                 except TruncatedImageError as exc:
                     return self._wait_for_rest(job, paths, str(exc), seen)
-            return self._move_original(job, paths)
+            return self._move_original(job, paths, arrival)
         except BadImageError as exc:
             if job.truncated_sig:  # complete now, but bad for another reason
                 job.truncated_sig = None
                 self.ledger.update(job.id, truncated_sig=None)
             return self._fail(job, paths, str(exc))
         except Cancelled:
-            self.ledger.update(job.id, state="waiting", attempts=job.attempts - 1, progress=0.0)
+            self.ledger.update(job.id, state=JobState.WAITING, attempts=job.attempts - 1, progress=0.0)
             log.info("stopped %s: it will be resumed on the next start", paths.shown(src))
-            return "waiting"
+            return JobState.WAITING
         except Exception as exc:  # transient or unexpected: retry with backoff, then fail
             if isinstance(exc, OSError) and results_problem(paths.folder) is not None:
                 # The ready, originals or failed folder broke under the job: not the picture's
                 # fault, and not one of its attempts. The daemon pauses the folder.
-                self.ledger.update(job.id, state="waiting", attempts=job.attempts - 1, progress=0.0)
-                return "paused"
+                self.ledger.update(job.id, state=JobState.WAITING, attempts=job.attempts - 1, progress=0.0)
+                return JobEnd(JobState.WAITING, folder_broken=True)
             return self._retry_or_fail(job, paths, exc)
 
-    def _check_input(self, job: Job, paths: FolderPaths) -> None:
+    def _check_input(self, job: Job, paths: FolderPaths, arrival: Arrival | None) -> None:
         src = job.source
-        size = src.stat().st_size
+        if arrival is None:  # resumed after a restart: intake's findings were not kept
+            arrival = examine(src, image_name=True, digest=False)
+            if arrival is None:
+                raise BadImageError(f"{src.name} is not a file")
+        size = arrival.size
         if size == 0:
             raise BadImageError(f"{src.name} is empty (0 bytes)")
         if size > self.max_file_bytes:
@@ -193,7 +210,7 @@ class JobRunner:
                 f"{src.name} is {size / 1048576:.0f} MB, larger than the "
                 f"{self.max_file_bytes / 1048576:g} MB limit (daemon.max_file_mb)"
             )
-        if sniff(src) is None:
+        if arrival.kind is None:
             earlier = self._earlier_piece(job)
             if earlier is not None:
                 raise BadImageError(
@@ -201,18 +218,18 @@ class JobRunner:
                     f"was failed before it: it looks like the rest of that file (now "
                     f"{paths.shown(earlier)}), which it completes when the two are joined"
                 )
-            raise BadImageError(f"{src.name} is not a PNG or JPEG image: {_what_it_is(src)}")
+            raise BadImageError(f"{src.name} is not a PNG or JPEG image: {_what_it_is(arrival.head)}")
 
     def _earlier_piece(self, job: Job) -> Path | None:
         """A headerless file under a name whose last file was failed as truncated: its rest,
         written after the wait ran out. Said so, rather than called an unknown kind of file."""
         rows = [r for r in self.ledger.history(job.folder, job.relpath) if r.id != job.id]
         last = rows[-1] if rows else None
-        if last is None or last.state != "failed" or not last.truncated_sig or not last.original_to:
+        if last is None or last.state != JobState.FAILED or not last.truncated_sig or not last.original_to:
             return None
         return Path(last.original_to)
 
-    def _wait_for_rest(self, job: Job, paths: FolderPaths, reason: str, seen: str | None) -> str:
+    def _wait_for_rest(self, job: Job, paths: FolderPaths, reason: str, seen: str | None) -> JobState:
         """A file cut short stays in the outbox: it is read again when it changes, and failed
         whole once it has stayed the same, still truncated, for ``truncated_wait`` seconds."""
         now = time.time()
@@ -225,7 +242,7 @@ class JobRunner:
         deadline = job.next_try_at if unchanged else now + self.truncated_wait
         self.ledger.update(
             job.id,
-            state="waiting",
+            state=JobState.WAITING,
             attempts=job.attempts - 1,  # not the picture's try: its writer has not finished
             truncated_sig=seen,
             next_try_at=deadline,
@@ -239,7 +256,7 @@ class JobRunner:
                 paths.shown(job.source),
                 self.truncated_wait,
             )
-        return "waiting"
+        return JobState.WAITING
 
     def _cloak(
         self, job: Job, paths: FolderPaths, options: CloakOptions, cloaker, *, auto_style: bool
@@ -294,8 +311,8 @@ class JobRunner:
             )
             if outcome.status != "ok":
                 log.warning("%s: cloak is %s", paths.shown(job.source), outcome.status)
-        job.phase = "move"
-        self.ledger.update(job.id, phase="move", progress=1.0, truncated_sig=None)
+        job.phase = JobPhase.MOVE
+        self.ledger.update(job.id, phase=JobPhase.MOVE, progress=1.0, truncated_sig=None)
 
     def _note_poison(self, job: Job, poison: dict | None) -> None:
         """Record an auto target for its concept and keep the figures for the job's log line."""
@@ -340,15 +357,16 @@ class JobRunner:
             self.ledger.update(job.id, original_to=str(moved))
         return moved
 
-    def _move_original(self, job: Job, paths: FolderPaths) -> str:
-        if not _same_content(job.source, job.sha256):
+    def _move_original(self, job: Job, paths: FolderPaths, arrival: Arrival | None) -> JobState:
+        unchanged = arrival.unchanged() if arrival is not None else False
+        if not unchanged and not _same_content(job.source, job.sha256):
             # Rewritten while we cloaked it: keep it in the outbox to be cloaked as new content.
-            self.ledger.update(job.id, state="done", finished_at=time.time(), progress=1.0)
+            self.ledger.update(job.id, state=JobState.DONE, finished_at=time.time(), progress=1.0)
             log.info("%s changed while it was cloaked: it will be cloaked again", paths.shown(job.source))
-            return "done"
+            return JobState.DONE
         moved = self._place(job, paths.originals_path(job.relpath))
         self.ledger.update(
-            job.id, state="done", original_to=str(moved), finished_at=time.time(), progress=1.0
+            job.id, state=JobState.DONE, original_to=str(moved), finished_at=time.time(), progress=1.0
         )
         details = []
         if job.seconds is not None:
@@ -367,60 +385,60 @@ class JobRunner:
             paths.shown(job.output or "?"),
             ", ".join(details),
         )
-        return "done"
+        return JobState.DONE
 
-    def _duplicate(self, job: Job, paths: FolderPaths) -> str:
+    def _duplicate(self, job: Job, paths: FolderPaths) -> JobState:
         if not job.source.exists() and not job.original_to:
             return self._vanished(job, paths)
         moved = self._place(job, paths.originals_path(job.relpath))
-        self.ledger.update(job.id, state="duplicate", original_to=str(moved), finished_at=time.time())
+        self.ledger.update(job.id, state=JobState.DUPLICATE, original_to=str(moved), finished_at=time.time())
         log.info(
             "duplicate %s: same content as %s, already cloaked; moved to %s without cloaking again",
             paths.shown(job.source),
             paths.shown(job.output or "?"),
             paths.shown(moved),
         )
-        return "duplicate"
+        return JobState.DUPLICATE
 
-    def _vanished(self, job: Job, paths: FolderPaths) -> str:
+    def _vanished(self, job: Job, paths: FolderPaths) -> JobState:
         planned = Path(job.original_to) if job.original_to else None
-        if planned is not None and planned.exists() and job.phase in ("move", "duplicate"):
-            state = "duplicate" if job.phase == "duplicate" else "done"
+        if planned is not None and planned.exists() and job.phase in (JobPhase.MOVE, JobPhase.DUPLICATE):
+            state = JobState.DUPLICATE if job.phase == JobPhase.DUPLICATE else JobState.DONE
             self.ledger.update(job.id, state=state, finished_at=time.time(), progress=1.0)
             return state
-        if planned is not None and planned.exists() and job.phase == "fail":
+        if planned is not None and planned.exists() and job.phase == JobPhase.FAIL:
             self._write_error(planned, job.error or "could not be cloaked")
-            self.ledger.update(job.id, state="failed", finished_at=time.time())
-            return "failed"
+            self.ledger.update(job.id, state=JobState.FAILED, finished_at=time.time())
+            return JobState.FAILED
         self.ledger.update(
             job.id,
-            state="removed",
+            state=JobState.REMOVED,
             error="the file was removed from the outbox before it was cloaked",
             finished_at=time.time(),
         )
         log.warning("%s disappeared before it was cloaked", paths.shown(job.source))
-        return "removed"
+        return JobState.REMOVED
 
     def _write_error(self, failed_copy: Path, reason: str) -> None:
         note = failed_copy.with_name(failed_copy.name + ".error.txt")
         if not note.exists():
             atomic_write_bytes(note, (_sentence(reason) + "\n").encode("utf-8"))
 
-    def _fail(self, job: Job, paths: FolderPaths, reason: str) -> str:
+    def _fail(self, job: Job, paths: FolderPaths, reason: str) -> JobState:
         reason = _sentence(reason)
-        if job.phase != "fail":
-            job.phase, job.error = "fail", reason
-            self.ledger.update(job.id, phase="fail", error=reason, original_to=None)
+        if job.phase != JobPhase.FAIL:
+            job.phase, job.error = JobPhase.FAIL, reason
+            self.ledger.update(job.id, phase=JobPhase.FAIL, error=reason, original_to=None)
             job.original_to = None
         if not job.source.exists():
             return self._vanished(job, paths)
         moved = self._place(job, paths.failed_path(job.relpath))
         self._write_error(moved, reason)
-        self.ledger.update(job.id, state="failed", original_to=str(moved), finished_at=time.time())
+        self.ledger.update(job.id, state=JobState.FAILED, original_to=str(moved), finished_at=time.time())
         log.error("failed %s -> %s: %s", paths.shown(job.source), paths.shown(moved), reason)
-        return "failed"
+        return JobState.FAILED
 
-    def _retry_or_fail(self, job: Job, paths: FolderPaths, exc: Exception) -> str:
+    def _retry_or_fail(self, job: Job, paths: FolderPaths, exc: Exception) -> JobState:
         if isinstance(exc, TransientError | OSError):
             reason = str(exc)
         elif isinstance(exc, MemoryError):
@@ -431,11 +449,11 @@ class JobRunner:
         if job.attempts >= self.max_attempts:
             with contextlib.suppress(Exception):
                 return self._fail(job, paths, f"gave up after {job.attempts} attempts: {reason}")
-            self.ledger.update(job.id, state="waiting", next_try_at=time.time() + 3600)
-            return "waiting"
+            self.ledger.update(job.id, state=JobState.WAITING, next_try_at=time.time() + 3600)
+            return JobState.WAITING
         delay = self.retry_backoff * 2 ** (job.attempts - 1)
         self.ledger.update(
-            job.id, state="waiting", error=reason, next_try_at=time.time() + delay, progress=0.0
+            job.id, state=JobState.WAITING, error=reason, next_try_at=time.time() + delay, progress=0.0
         )
         log.warning(
             "%s: %s; retrying in %.0f s (attempt %d of %d)",
@@ -445,4 +463,4 @@ class JobRunner:
             job.attempts,
             self.max_attempts,
         )
-        return "waiting"
+        return JobState.WAITING

@@ -13,17 +13,44 @@ file vanished from the outbox before it was cloaked).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 LEDGER_NAME = "ledger.sqlite3"
-ACTIVE_STATES = ("waiting", "working")
+
+
+class JobState(str, Enum):
+    """A file's state; the value is what the ledger stores (a ``str``, so SQL and JSON see it)."""
+
+    WAITING = "waiting"
+    WORKING = "working"
+    DONE = "done"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
+    REMOVED = "removed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class JobPhase(str, Enum):
+    """The step under way (see :mod:`sfumato.jobs`); the value is what the ledger stores."""
+
+    CLOAK = "cloak"
+    MOVE = "move"
+    FAIL = "fail"
+    DUPLICATE = "duplicate"
+
+    def __str__(self) -> str:
+        return self.value
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -86,7 +113,7 @@ class Job:
     size: int
     mtime: float
     sha256: str
-    state: str
+    state: JobState
     attempts: int
     error: str | None
     queued_at: float
@@ -100,21 +127,17 @@ class Job:
     output: str | None
     original_to: str | None
     progress: float
-    phase: str
+    phase: JobPhase
     truncated_sig: str | None = None  # waiting for the rest of a file that read as truncated
     encoders: str | None = None
+
+    def __post_init__(self) -> None:
+        self.state = JobState(self.state)
+        self.phase = JobPhase(self.phase)
 
     @property
     def source(self) -> Path:
         return Path(self.folder) / self.relpath
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Ledger:
@@ -190,8 +213,8 @@ class Ledger:
         mtime: float,
         sha256: str,
         *,
-        state: str = "waiting",
-        phase: str = "cloak",
+        state: JobState = JobState.WAITING,
+        phase: JobPhase = JobPhase.CLOAK,
         output: str | None = None,
     ) -> int:
         now = time.time()
@@ -281,10 +304,68 @@ class Ledger:
 
 
 def open_read_only(state_dir: Path) -> sqlite3.Connection | None:
-    """A read-only connection for ``sfumato status``; None if the daemon never ran here."""
+    """A read-only connection (``sfumato status``, tests); None if the daemon never ran here."""
     path = state_dir / LEDGER_NAME
     if not path.exists():
         return None
     db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
     db.row_factory = sqlite3.Row
     return db
+
+
+@dataclass(frozen=True)
+class StateCount:
+    """How many files of one folder are in one state."""
+
+    folder: str
+    state: JobState
+    count: int
+
+
+class LedgerReader:
+    """Read-only queries for ``sfumato status``, safe while the daemon writes (WAL).
+
+    Raises :class:`sqlite3.Error` as SQLite does; ``no such table`` means the daemon is creating
+    the ledger right now. A ledger written by an older daemon may lack the columns added since
+    (it cannot be migrated read-only): those read as None.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._columns: list[str] | None = None
+
+    @classmethod
+    def open(cls, state_dir: Path) -> LedgerReader | None:
+        """None if the daemon never ran with this state folder."""
+        db = open_read_only(state_dir)
+        return None if db is None else cls(db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def meta(self) -> dict[str, str | None]:
+        return {row["key"]: row["value"] for row in self._db.execute("SELECT key, value FROM meta")}
+
+    def state_counts(self) -> list[StateCount]:
+        rows = self._db.execute("SELECT folder, state, COUNT(*) AS n FROM files GROUP BY 1, 2")
+        return [StateCount(r["folder"], JobState(r["state"]), r["n"]) for r in rows]
+
+    def folder_targets(self) -> dict[str, str]:
+        """The auto-style target chosen per folder."""
+        rows = self._db.execute("SELECT folder, target FROM folder_targets")
+        return {r["folder"]: r["target"] for r in rows}
+
+    def working(self) -> list[Job]:
+        """The jobs being cloaked now, first started first."""
+        return self._jobs("WHERE state = ? ORDER BY started_at", (JobState.WORKING,))
+
+    def latest(self, state: JobState, limit: int) -> list[Job]:
+        """The last ``limit`` jobs that ended in ``state``, most recent first."""
+        return self._jobs("WHERE state = ? ORDER BY finished_at DESC LIMIT ?", (state, limit))
+
+    def _jobs(self, sql: str, args: tuple) -> list[Job]:
+        if self._columns is None:
+            present = {row["name"] for row in self._db.execute("PRAGMA table_info(files)")}
+            self._columns = [c for c in _COLUMNS if c in present or not present]  # none: "no such table"
+        cursor = self._db.execute(f"SELECT {', '.join(self._columns)} FROM files {sql}", args)
+        return [Job(**dict(zip(self._columns, row, strict=True))) for row in cursor]

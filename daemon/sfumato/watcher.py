@@ -1,11 +1,9 @@
-"""Filesystem events from the outboxes, as plain ``(kind, path)`` messages on a queue.
+"""Filesystem events from the outboxes, as small frozen event objects on a queue.
 
 Like watchdog's own observer/handler split, this module only *reports*: the daemon's main loop
 decides what an event means (see :mod:`sfumato.stability`), so the observer thread never blocks
-on hashing or cloaking. Kinds: ``touch`` (created or renamed here), ``modified``, ``opened``,
-``closed`` (after writing), ``read`` (closed without writing), ``gone``, ``dir`` (a folder
-appeared: scan it). ``polling=True`` uses watchdog's PollingObserver, for network filesystems
-where change events never arrive.
+on hashing or cloaking. ``polling=True`` uses watchdog's PollingObserver, for network
+filesystems where change events never arrive.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import (
@@ -34,7 +33,39 @@ from watchdog.observers.polling import PollingObserver
 
 log = logging.getLogger(__name__)
 
-Message = tuple[str, Path]
+
+@dataclass(frozen=True)
+class FileEvent:
+    """Something happened to the file at ``path``."""
+
+    path: Path
+
+
+class FileTouched(FileEvent):
+    """Created, or renamed to here."""
+
+
+class FileModified(FileEvent):
+    """Data was written."""
+
+
+class FileOpened(FileEvent):
+    """A process opened it (inotify only)."""
+
+
+@dataclass(frozen=True)
+class FileClosed(FileEvent):
+    """A process closed it (inotify only); ``wrote``: it had been opened for writing."""
+
+    wrote: bool
+
+
+class FileGone(FileEvent):
+    """Deleted, or renamed away."""
+
+
+class FolderAppeared(FileEvent):
+    """A folder was created or renamed to here: its files are scanned."""
 
 
 def _as_path(raw: str | bytes) -> Path:
@@ -42,7 +73,7 @@ def _as_path(raw: str | bytes) -> Path:
 
 
 class _Reporter(FileSystemEventHandler):
-    """Turns watchdog events into messages; runs on the observer's thread."""
+    """Turns watchdog events into :class:`FileEvent` objects; runs on the observer's thread."""
 
     def __init__(self, sink: queue.Queue) -> None:
         self.sink = sink
@@ -50,24 +81,24 @@ class _Reporter(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         src = _as_path(event.src_path)
         if isinstance(event, FileMovedEvent):
-            self.sink.put(("gone", src))
-            self.sink.put(("touch", _as_path(event.dest_path)))
+            self.sink.put(FileGone(src))
+            self.sink.put(FileTouched(_as_path(event.dest_path)))
         elif isinstance(event, DirMovedEvent):
-            self.sink.put(("dir", _as_path(event.dest_path)))
+            self.sink.put(FolderAppeared(_as_path(event.dest_path)))
         elif isinstance(event, DirCreatedEvent):
-            self.sink.put(("dir", src))
+            self.sink.put(FolderAppeared(src))
         elif isinstance(event, FileCreatedEvent):
-            self.sink.put(("touch", src))
+            self.sink.put(FileTouched(src))
         elif isinstance(event, FileModifiedEvent):
-            self.sink.put(("modified", src))
+            self.sink.put(FileModified(src))
         elif isinstance(event, FileOpenedEvent):
-            self.sink.put(("opened", src))
+            self.sink.put(FileOpened(src))
         elif isinstance(event, FileClosedEvent):
-            self.sink.put(("closed", src))
+            self.sink.put(FileClosed(src, wrote=True))
         elif isinstance(event, FileClosedNoWriteEvent):
-            self.sink.put(("read", src))
+            self.sink.put(FileClosed(src, wrote=False))
         elif isinstance(event, FileDeletedEvent):
-            self.sink.put(("gone", src))
+            self.sink.put(FileGone(src))
 
 
 class Watcher:
@@ -81,7 +112,7 @@ class Watcher:
 
     @property
     def reports_closes(self) -> bool:
-        """Whether ``opened``/``closed`` messages will arrive (inotify, not polling)."""
+        """Whether :class:`FileOpened`/:class:`FileClosed` events will arrive (inotify, not polling)."""
         if self.polling or self._observer is None:
             return False
         return type(self._observer).__name__.startswith("Inotify")

@@ -17,10 +17,9 @@ from sfumato.config import load_config
 from sfumato.config_file import config_path
 from sfumato.errors import SfumatoError
 from sfumato.jobs import describe_ensemble
-from sfumato.ledger import LEDGER_NAME, open_read_only
+from sfumato.ledger import LEDGER_NAME, Job, JobState, LedgerReader
 
 RECENT = 5
-STATES = ("waiting", "working", "done", "failed", "duplicate", "ignored", "removed")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,20 +45,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _meta(db: sqlite3.Connection) -> dict[str, str | None]:
-    return {row["key"]: row["value"] for row in db.execute("SELECT key, value FROM meta")}
-
-
 def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]:
     """The status as plain data (what ``--json`` prints)."""
-    db = open_read_only(state_dir)
-    report: dict[str, Any] = {"ledger": str(state_dir / LEDGER_NAME), "ever_ran": db is not None}
-    if db is None:
+    ledger = LedgerReader.open(state_dir)
+    report: dict[str, Any] = {"ledger": str(state_dir / LEDGER_NAME), "ever_ran": ledger is not None}
+    if ledger is None:
         report.update(daemon={"running": False}, folders=configured, waiting=0, current=[])
         report.update(last_done=[], last_failed=[])
         return report
     try:
-        meta = _meta(db)
+        meta = ledger.meta()
         pid = int(meta["pid"]) if meta.get("pid") else None
         report["daemon"] = {
             "running": bool(pid and _alive(pid)),
@@ -71,54 +66,48 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
         if not configured and meta.get("folders"):
             folders = {f["outbox"]: f for f in json.loads(meta["folders"])}
         totals: dict[str, dict[str, int]] = {}
-        for row in db.execute("SELECT folder, state, COUNT(*) AS n FROM files GROUP BY 1, 2"):
-            totals.setdefault(row["folder"], {})[row["state"]] = row["n"]
-        targets = {r["folder"]: r["target"] for r in db.execute("SELECT * FROM folder_targets")}
+        for count in ledger.state_counts():
+            totals.setdefault(count.folder, {})[count.state.value] = count.count
+        targets = ledger.folder_targets()
         for key in totals.keys() | targets.keys():
             folders.setdefault(key, {"outbox": key, "configured": False})
         paused = json.loads(meta.get("paused") or "{}") if report["daemon"]["running"] else {}
         for key, folder in folders.items():
-            folder["totals"] = {s: totals.get(key, {}).get(s, 0) for s in STATES}
+            folder["totals"] = {s.value: totals.get(key, {}).get(s.value, 0) for s in JobState}
             folder["target"] = targets.get(key)
             folder["paused"] = paused.get(key)
         report["folders"] = list(folders.values())
         report["waiting"] = sum(f["totals"]["waiting"] for f in folders.values())
         report["current"] = [
             {
-                "file": str(Path(r["folder"]) / r["relpath"]),
-                "progress": r["progress"],
-                "started_at": r["started_at"],
-                "attempt": r["attempts"],
+                "file": str(job.source),
+                "progress": job.progress,
+                "started_at": job.started_at,
+                "attempt": job.attempts,
             }
-            for r in db.execute("SELECT * FROM files WHERE state = 'working' ORDER BY started_at")
+            for job in ledger.working()
         ]
         report["last_done"] = [
             {
-                "file": str(Path(r["folder"]) / r["relpath"]),
-                "output": r["output"],
-                "original": r["original_to"],
-                "seconds": r["seconds"],
-                "psnr": r["psnr"],
-                "target": r["target"],
-                **_ensemble(r),
-                "finished_at": r["finished_at"],
+                "file": str(job.source),
+                "output": job.output,
+                "original": job.original_to,
+                "seconds": job.seconds,
+                "psnr": job.psnr,
+                "target": job.target,
+                **_ensemble(job),
+                "finished_at": job.finished_at,
             }
-            for r in db.execute(
-                "SELECT * FROM files WHERE state = 'done' ORDER BY finished_at DESC LIMIT ?",
-                (RECENT,),
-            )
+            for job in ledger.latest(JobState.DONE, RECENT)
         ]
         report["last_failed"] = [
             {
-                "file": str(Path(r["folder"]) / r["relpath"]),
-                "moved_to": r["original_to"],
-                "error": r["error"],
-                "finished_at": r["finished_at"],
+                "file": str(job.source),
+                "moved_to": job.original_to,
+                "error": job.error,
+                "finished_at": job.finished_at,
             }
-            for r in db.execute(
-                "SELECT * FROM files WHERE state = 'failed' ORDER BY finished_at DESC LIMIT ?",
-                (RECENT,),
-            )
+            for job in ledger.latest(JobState.FAILED, RECENT)
         ]
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):  # else: the daemon is creating it right now
@@ -128,14 +117,13 @@ def collect(state_dir: Path, configured: list[dict[str, Any]]) -> dict[str, Any]
     except sqlite3.Error as exc:
         raise SfumatoError(f"cannot read the ledger {report['ledger']}: {exc}") from None
     finally:
-        db.close()
+        ledger.close()
     return report
 
 
-def _ensemble(row: sqlite3.Row) -> dict[str, list[str] | None]:
+def _ensemble(job: Job) -> dict[str, list[str] | None]:
     """The members a cloak used and left out (None: not recorded, as by older daemons)."""
-    text = row["encoders"] if "encoders" in row.keys() else None  # noqa: SIM118 (Row: values)
-    ensemble = json.loads(text) if text else {}
+    ensemble = json.loads(job.encoders) if job.encoders else {}
     return {"encoders": ensemble.get("used"), "left_out": ensemble.get("left_out")}
 
 

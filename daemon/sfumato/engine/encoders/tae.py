@@ -23,7 +23,7 @@ from torch import nn
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.taef2_net import build_decoder, build_encoder
 from sfumato.errors import EncoderError
-from sfumato.fileops import atomic_write_bytes
+from sfumato.fileops import atomic_write_bytes, file_sha256
 
 SOURCE_URL = "https://github.com/madebyollin/taesd/raw/main/"
 ENCODER_FILE = "taef2_encoder.pth"
@@ -70,14 +70,6 @@ def cache_dir() -> Path:
     return platformdirs.user_cache_path("sfumato") / "taef2"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verified_weights(folder: Path) -> dict[str, Path]:
     """Both weight files in ``folder``; a missing or altered file is refused by name."""
     if not folder.is_dir():
@@ -92,7 +84,7 @@ def verified_weights(folder: Path) -> dict[str, Path]:
                 f"{path} is missing: the TAEF2 folder must hold {ENCODER_FILE} and {DECODER_FILE}"
             )
     for name, path in paths.items():
-        actual, expected = sha256_of(path), SHA256[name]
+        actual, expected = file_sha256(path), SHA256[name]
         if actual != expected:
             raise EncoderError(
                 f"{path} is not the published TAEF2 file (SHA-256 {actual[:12]}… instead of "
@@ -110,7 +102,7 @@ def download_weights(folder: Path) -> None:
     """Fetch whichever weight file is absent or damaged in ``folder``; verify before saving."""
     for name, expected in SHA256.items():
         path = folder / name
-        if path.is_file() and sha256_of(path) == expected:
+        if path.is_file() and file_sha256(path) == expected:
             continue
         try:
             data = _fetch(SOURCE_URL + name)
