@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sfumato.cloak_report import PoisonReport
 from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
 from sfumato.fileops import atomic_write_bytes, fsync_dir, safe_move, unique_path
 from sfumato.folders import results_problem
 from sfumato.ledger import Job, Ledger, file_sha256
-from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
+from sfumato.options import INCOMPLETE_PREFIX, CloakRequest
 from sfumato.paths import FolderPaths
 
 log = logging.getLogger("sfumato.daemon")
@@ -126,7 +127,7 @@ class JobRunner:
         self,
         job: Job,
         paths: FolderPaths,
-        options: CloakOptions,
+        options: CloakRequest,
         cloaker,
         *,
         auto_style: bool,
@@ -242,7 +243,7 @@ class JobRunner:
         return "waiting"
 
     def _cloak(
-        self, job: Job, paths: FolderPaths, options: CloakOptions, cloaker, *, auto_style: bool
+        self, job: Job, paths: FolderPaths, options: CloakRequest, cloaker, *, auto_style: bool
     ) -> None:
         planned = Path(job.output) if job.output else None
         if planned is not None and planned.exists():
@@ -274,7 +275,7 @@ class JobRunner:
             target = outcome.target
             if auto_style and target:
                 target = self.ledger.set_folder_target(paths.folder.key, target)
-            self._note_poison(job, outcome.report.get("poison"))
+            self._note_poison(job, outcome.report.poison if outcome.report else None)
             job.output, job.psnr, job.seconds, job.target = (
                 str(outcome.output),
                 outcome.psnr,
@@ -297,16 +298,16 @@ class JobRunner:
         job.phase = "move"
         self.ledger.update(job.id, phase="move", progress=1.0, truncated_sig=None)
 
-    def _note_poison(self, job: Job, poison: dict | None) -> None:
+    def _note_poison(self, job: Job, poison: PoisonReport | None) -> None:
         """Record an auto target for its concept and keep the figures for the job's log line."""
         if not poison:
             return
-        if poison.get("target_auto"):
-            self.ledger.set_poison_target(poison["concept"], poison["target"])
-        confidence = poison.get("concept_confidence")
+        if poison.target_auto:
+            self.ledger.set_poison_target(poison.concept, poison.target)
+        confidence = poison.concept_confidence
         shown = f" ({confidence:.0%})" if confidence is not None else ""
-        success = poison.get("targeted_success")
-        self._poison_notes[job.id] = f"poison {poison['concept']}{shown} -> {poison['target']}" + (
+        success = poison.targeted_success
+        self._poison_notes[job.id] = f"poison {poison.concept}{shown} -> {poison.target}" + (
             f", surrogate top-5 {success:.0%}" if success is not None else ""
         )
 

@@ -7,17 +7,16 @@ import json
 import logging
 from pathlib import Path
 
-from sfumato.errors import EncoderError, UsageError
-from sfumato.options import DEFAULT_ENCODERS, DEVICES
+from sfumato.errors import UsageError
+from sfumato.options import DEFAULT_CHECK, DEFAULT_ENCODERS, DEVICES
 
 log = logging.getLogger(__name__)
 
 
 def default_encoders() -> tuple[str, ...]:
     """The held-out verifier first, then the default cloak ensemble."""
-    from sfumato.verify.settings import DEFAULT_CHECK
-
-    return (DEFAULT_CHECK["encoder"], *(e for e in DEFAULT_ENCODERS if e != DEFAULT_CHECK["encoder"]))
+    held_out = DEFAULT_CHECK.encoder
+    return (held_out, *(e for e in DEFAULT_ENCODERS if e != held_out))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,25 +61,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--preview", type=Path, metavar="OUT.png", help="write a side-by-side preview picture")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="where the encoders run: auto (default: a GPU if there is one, else the CPU), cpu, cuda or mps",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.set_defaults(func=run)
-
-
-def load_check_encoders(specs: tuple[str, ...], device, *, skip_unavailable: bool) -> list:
-    from sfumato.engine.encoders import load_encoder
-
-    loaded = []
-    for spec in specs:
-        try:
-            loaded.append(load_encoder(spec, device))
-        except EncoderError as exc:
-            if not skip_unavailable:
-                raise
-            log.warning("leaving %s out of the check: %s", spec, exc)
-    if not loaded:
-        raise EncoderError(f"none of the encoders {', '.join(specs)} could be loaded")
-    return loaded
 
 
 def check_purifiers(vae_spec: str | None, encoders: list, device) -> dict:
@@ -96,6 +84,7 @@ def check_purifiers(vae_spec: str | None, encoders: list, device) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sfumato.engine.cloak import load_encoders
     from sfumato.engine.devices import pick_device, set_threads
     from sfumato.images import read_artwork
     from sfumato.verify.preview import build_preview, footer_phrases, write_preview
@@ -110,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     device = pick_device(args.device)
     specs = tuple(args.encoders) if args.encoders else default_encoders()
-    encoders = load_check_encoders(specs, device, skip_unavailable=not args.encoders)
+    encoders = load_encoders(specs, device, skip_unavailable=not args.encoders, purpose="the check")
     report = {"original": str(args.original), "cloaked": str(args.cloaked)}
     purifiers = {} if args.no_purifiers else check_purifiers(args.purifier_vae, encoders, device)
     report.update(
