@@ -288,3 +288,20 @@ def open_read_only(state_dir: Path) -> sqlite3.Connection | None:
     db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
     db.row_factory = sqlite3.Row
     return db
+
+
+def cloaked_target(state_dir: Path, sha256: str) -> str | None:
+    """The target the daemon last cloaked this content toward, in any folder (read-only, for
+    ``sfumato check``); None where the daemon never finished cloaking it here."""
+    db = open_read_only(state_dir)
+    if db is None:
+        return None
+    try:
+        row = db.execute(
+            "SELECT target FROM files WHERE sha256 = ? AND state = 'done' AND target IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (sha256,),
+        ).fetchone()
+    finally:
+        db.close()
+    return None if row is None else row["target"]

@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from sfumato.errors import UsageError
+from sfumato.errors import ConfigError, UsageError
 from sfumato.options import DEFAULT_CHECK, DEFAULT_ENCODERS, DEVICES
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--style",
         default="auto",
         metavar="TEXT|DIR|auto",
-        help="the cloak's target style; auto (default) tries every built-in style and reports "
-        "the one the image moved toward most",
+        help="the cloak's target style; auto (default): the target the daemon cloaked ORIGINAL "
+        "toward, if its ledger knows the file, else the built-in style the image moved toward most",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="the daemon's config file, to find its ledger (default: $SFUMATO_CONFIG or the "
+        "platform's config file)",
     )
     p.add_argument("--poison", metavar="CONCEPT:TARGET", help="check a poison: the model should see TARGET")
     p.add_argument(
@@ -69,6 +76,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.set_defaults(func=run)
+
+
+def daemon_target(original: Path, config: Path | None) -> str | None:
+    """The target the daemon cloaked ``original`` toward, from its ledger (found by the file's
+    hash, as the daemon found it); None for a file it never cloaked, or a poison-only cloak."""
+    from sfumato.config import DaemonSettings, load_config
+    from sfumato.config_file import config_path
+    from sfumato.ledger import cloaked_target, file_sha256
+
+    path = config_path(config)
+    if config is None and not path.is_file():
+        state_dir = DaemonSettings().state_dir
+    else:
+        try:
+            state_dir = load_config(path).daemon.state_dir
+        except ConfigError as exc:
+            if config is not None:
+                raise
+            log.warning("not asking the daemon's ledger for the target: %s", exc)
+            return None
+    target = cloaked_target(state_dir, file_sha256(original))
+    return None if target is None or target.strip().lower() == "none" else target
 
 
 def check_purifiers(vae_spec: str | None, encoders: list, device) -> dict:
@@ -101,18 +130,24 @@ def run(args: argparse.Namespace) -> int:
     specs = tuple(args.encoders) if args.encoders else default_encoders()
     encoders = load_encoders(specs, device, skip_unavailable=not args.encoders, purpose="the check")
     report = {"original": str(args.original), "cloaked": str(args.cloaked)}
+    style, known = args.style, None
+    if not args.poison and (style or "auto").strip().lower() == "auto":
+        known = daemon_target(args.original, args.config)  # what auto meant when it was cloaked
+        style = known or style
     purifiers = {} if args.no_purifiers else check_purifiers(args.purifier_vae, encoders, device)
     report.update(
         check_images(
             original.rgb,
             cloaked.rgb,
             encoders,
-            style=args.style,
+            style=style,
             poison=args.poison,
             purifiers=purifiers,
             visibility=not args.no_visibility,
         )
     )
+    if known:
+        report["target_chosen"] = "auto: the target the daemon cloaked this original toward (its ledger)"
     if args.preview:
         usable = [e for e in report["encoders"] if "error" not in e]
         verdict = verdict_phrase(usable[0]) if usable else None
