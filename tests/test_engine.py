@@ -162,7 +162,7 @@ def test_full_resolution_in_and_out_above_the_working_size(effnet):
     image = artwork(96).resize((700, 600))
     result = cloak_image(image, options(quality="fast", steps=2), encoders=effnet)
     assert result.pixels.shape == (600, 700, 3)
-    assert result.report.working_size == [439, 512]
+    assert result.report.working_size == (439, 512)
     assert result.report.max_change <= 8 + 1e-3
 
 
