@@ -122,18 +122,19 @@ def file_defaults(args: argparse.Namespace) -> Defaults:
 
 
 def options_from(args: argparse.Namespace) -> CloakRequest:
-    """The flags given, over the config file's ``[defaults]``; a key the file does not set keeps
-    the CLI's own default."""
+    """The flags given, over the config file's ``[defaults]``; a key neither sets keeps
+    :class:`CloakRequest`'s own default."""
     defaults = file_defaults(args)
     in_file = defaults.model_fields_set
-
-    def pick(flag: Any, name: str, builtin: Any) -> Any:
+    chosen: dict[str, Any] = {}
+    for name in ("style", "intensity", "quality", "device", "seed", "metadata", "threads", "steps"):
+        flag = getattr(args, name)
         if flag is not None:
-            return flag
-        return getattr(defaults, name) if name in in_file else builtin
-
+            chosen[name] = flag
+        elif name in in_file and getattr(defaults, name) is not None:
+            chosen[name] = getattr(defaults, name)
     try:
-        intensity = parse_intensity(pick(args.intensity, "intensity", DEFAULT_INTENSITY))
+        chosen["intensity"] = parse_intensity(chosen.get("intensity", DEFAULT_INTENSITY))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     for spec in (*(args.encoders or ()), *([args.check_encoder] if args.check_encoder else [])):
@@ -153,15 +154,8 @@ def options_from(args: argparse.Namespace) -> CloakRequest:
     if check.enabled is None:
         check = dataclasses.replace(check, enabled=True)
     return CloakRequest(
-        style=pick(args.style, "style", "auto"),
-        intensity=intensity,
-        quality=pick(args.quality, "quality", DEFAULT_QUALITY),
+        **chosen,
         encoders=encoders,
-        device=pick(args.device, "device", "auto"),
-        seed=pick(args.seed, "seed", 0),
-        metadata=pick(args.metadata, "metadata", "strip"),
-        threads=pick(args.threads, "threads", None),
-        steps=pick(args.steps, "steps", None),
         poison=poison_from(args),
         skip_unavailable_encoders=skip,
         poison_anchors=args.poison_anchors,
