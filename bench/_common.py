@@ -45,11 +45,15 @@ def bench_parser(doc: str, *, threads: int = 2, **extra: str) -> argparse.Argume
 
 
 def bench_options(args: argparse.Namespace, **fields: Any):
-    """The cloak options the command line asks for, with ``fields`` (style, encoders...) set."""
-    from sfumato.options import CloakOptions
+    """The cloak request the command line asks for, with ``fields`` (style, encoders...) set; a
+    poison given as ``CONCEPT:TARGET`` text is parsed."""
+    from sfumato.options import CloakRequest
+    from sfumato.specs import parse_poison
 
     chosen = dict(intensity=args.intensity, quality=args.quality, steps=args.steps, threads=args.threads)
-    return CloakOptions(**{**chosen, **fields})
+    if isinstance(fields.get("poison"), str):
+        fields["poison"] = parse_poison(fields["poison"])
+    return CloakRequest(**{**chosen, **fields})
 
 
 def transfer_encoders(threads: int) -> tuple[list, Any]:
@@ -111,7 +115,7 @@ def cloaks(
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
             result.image.save(save / f"{path.stem}.png")
-        yield path, original, result.image, result.report, seconds
+        yield path, original, result.image, result.report.to_json(), seconds
 
 
 def add_saving(parser: argparse.ArgumentParser) -> None:

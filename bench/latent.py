@@ -126,7 +126,7 @@ def efficacy(args: argparse.Namespace) -> None:
         runs = reference_each(paths, tae, args)
     else:
         options = bench_options(args, style="pixelart", encoders=(TAEF2,), device="cpu")
-        runs = ((p, o, r.image, r.report, s) for p, o, r, s in cloak_each(paths, options, [tae]))
+        runs = ((p, o, r.image, r.report.to_json(), s) for p, o, r, s in cloak_each(paths, options, [tae]))
     keys = ("cloak", "jpeg75", "crop", "resize")
     shifts: dict[str, list[float]] = {k: [] for k in keys}
     psnrs, ssims, secs = [], [], []
@@ -205,7 +205,7 @@ def time_ensemble(args: argparse.Namespace) -> None:
         totals.append(fixed + per_step * full_steps)
         names = " + ".join(s.split("@")[0] for s in specs)
         rows.append(
-            [names, f"{per_step:.2f}", f"{fixed:.1f}", f"{totals[-1]:.0f}", f"{result.report['psnr']:.2f}"]
+            [names, f"{per_step:.2f}", f"{fixed:.1f}", f"{totals[-1]:.0f}", f"{result.report.psnr:.2f}"]
         )
         print(*rows[-1], flush=True)
     print()

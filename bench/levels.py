@@ -27,20 +27,20 @@ def main() -> None:
 
     from sfumato.engine.cloak import cloak_image, load_encoders
     from sfumato.engine.levels import INTENSITIES
-    from sfumato.options import CloakOptions
+    from sfumato.options import CloakRequest
 
     encoders = load_encoders(["effnet-lite:0"], torch.device("cpu"))
     images = [Image.open(p).convert("RGB") for p in vangogh_images(args.limit)]
     rows = []
     for level, (eps, floor, _jod) in INTENSITIES.items():
-        options = CloakOptions(
+        options = CloakRequest(
             style="pixelart",
             intensity=level,
             quality=args.quality,
             threads=args.threads,
             encoders=("effnet-lite:0",),
         )
-        reports = [cloak_image(im, options, encoders=encoders).report for im in images]
+        reports = [cloak_image(im, options, encoders=encoders).report.to_json() for im in images]
         rows.append(
             [
                 level,

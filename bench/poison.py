@@ -74,8 +74,8 @@ def main() -> None:
         before.append(hit(original))
         for name, transform in TRANSFORMS.items():
             hits[name].append(hit(transform(result.image)))
-        psnrs.append(result.report["psnr"])
-        surrogate.append(result.report["poison"]["targeted_success"])
+        psnrs.append(result.report.psnr)
+        surrogate.append(result.report.poison.targeted_success)
         marks = " ".join("x" if h[-1] else "." for h in hits.values())
         print(f"{path.stem}: {marks}  PSNR {psnrs[-1]:.2f}  {secs[-1]:.0f} s", flush=True)
 

@@ -31,9 +31,9 @@ import json, resource, sys, time, warnings
 sys.path.insert(0, {str(ROOT / "daemon")!r})
 warnings.simplefilter("ignore")
 from pathlib import Path
-from sfumato.options import CloakOptions
+from sfumato.options import CloakRequest
 from sfumato.pipeline import Cloaker
-options = CloakOptions(style="pixelart", quality={quality!r}, encoders=({ENCODER!r},), threads={threads},
+options = CloakRequest(style="pixelart", quality={quality!r}, encoders=({ENCODER!r},), threads={threads},
                        device="cpu")
 cloaker = Cloaker(device="cpu", threads={threads})
 cloaker.prepare(options)
@@ -42,7 +42,7 @@ start = time.perf_counter()
 outcome = cloaker.cloak_file(source, source.with_name("cloaked.png"), options, overwrite=True)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # GB of 10^9 bytes
-print(json.dumps({{"file_s": seconds, "engine_s": outcome.report["seconds"], "peak_gb": peak,
+print(json.dumps({{"file_s": seconds, "engine_s": outcome.report.seconds, "peak_gb": peak,
                   "psnr": outcome.psnr}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

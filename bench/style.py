@@ -45,7 +45,7 @@ def main() -> None:
         for key, view in (("cloak", cloaked), ("jpeg75", jpeg(cloaked)), ("half", half_size(cloaked))):
             base = fx if key != "half" else features(held_out, half_size(original))
             shifts[key].append(float(projection_shift(features(held_out, view), base, ft)[0]))
-        psnrs.append(result.report["psnr"])
+        psnrs.append(result.report.psnr)
         rows.append([path.stem, *(f"{shifts[k][-1]:.3f}" for k in shifts), f"{psnrs[-1]:.2f}"])
         print(" ".join(rows[-1]), flush=True)
     print_summary(

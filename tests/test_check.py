@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,15 @@ from daemonkit import art, files_under, write_config
 from enginekit import TINY_CLIP as TINY
 from enginekit import VANGOGH, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from sfumato.cli import main
+from sfumato.cloak_report import BudgetReport, CloakReport
 from sfumato.config import load_config
 from sfumato.daemon import Daemon
 from sfumato.engine.cloak import working_copy
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.stylizers import STYLIZERS
-from sfumato.options import CloakOptions
+from sfumato.options import CheckRequest, CloakRequest
 from sfumato.pipeline import Cloaker
+from sfumato.specs import StyleKind, StyleRequest
 from sfumato.verify.figures import visual_change
 from sfumato.verify.protection import transform_figures
 from sfumato.verify.purifiers import PURIFIERS, Purifier
@@ -196,15 +199,15 @@ def test_check_refuses_images_of_different_sizes(tmp_path, capsys):
 # ----- the quick check and incomplete marking ---------------------------------------------
 
 
-def cloak_options(**check) -> CloakOptions:
-    return CloakOptions(
+def cloak_options(**check) -> CloakRequest:
+    return CloakRequest(
         style="halftone",
         encoders=("effnet-lite:0",),
         device="cpu",
         threads=1,
         steps=3,
         quality="fast",
-        extra={"check": {"encoder": "effnet-lite:0", **check}},
+        check=CheckRequest(**{"encoder": "effnet-lite:0", **check}),
     )
 
 
@@ -214,9 +217,9 @@ def test_a_cloak_that_passes_keeps_its_name(tmp_path):
         src, tmp_path / "out" / "art.png", cloak_options(threshold=0.01)
     )
     assert outcome.status == "ok" and outcome.output == tmp_path / "out" / "art.png"
-    check = outcome.report["check"]
-    assert check["passed"] and check["shift"] >= 0.01 and set(check["shifts"]) == {"none", "jpeg75"}
-    assert "reason" not in outcome.report
+    check = outcome.report.check
+    assert check.passed and check.shift >= 0.01 and set(check.shifts) == {"none", "jpeg75"}
+    assert outcome.report.reason is None
 
 
 def test_a_cloak_below_the_threshold_is_written_incomplete(tmp_path):
@@ -227,36 +230,39 @@ def test_a_cloak_below_the_threshold_is_written_incomplete(tmp_path):
     )
     assert outcome.status == "incomplete"
     assert files_under(tmp_path / "out") == ["INCOMPLETE-art.png"]
-    assert "below the threshold 1" in outcome.report["reason"] and "effnet-lite:0" in outcome.report["reason"]
+    assert "below the threshold 1" in outcome.report.reason and "effnet-lite:0" in outcome.report.reason
     assert src.read_bytes() == data
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_intensity_zero_is_always_incomplete(tmp_path, enabled):
     src = save(picture(48), tmp_path / "art.png")
-    options = CloakOptions(
+    options = CloakRequest(
         style="sketch",
         intensity=0,
         encoders=(TINY,),
         device="cpu",
         threads=1,
         steps=1,
-        extra={"check": {"enabled": enabled, "encoder": TINY, "threshold": 0.0}},
+        check=CheckRequest(enabled=enabled, encoder=TINY, threshold=0.0),
     )
     outcome = Cloaker(device="cpu", threads=1).cloak_file(src, tmp_path / "out" / "art.png", options)
     assert outcome.status == "incomplete" and outcome.output.name == "INCOMPLETE-art.png"
-    assert "changed no pixel" in outcome.report["reason"]
+    assert "changed no pixel" in outcome.report.reason
 
 
 def test_quick_check_names_the_transform_that_failed(effnet):
     original = picture(64)
     x = torch.from_numpy(original).permute(2, 0, 1)[None]
     moved = (0.8 * x + 0.2 * STYLIZERS["halftone"](x)).clamp(0, 1)[0].permute(1, 2, 0).numpy()
-    report = {"target": "halftone", "target_kind": "builtin"}
-    settings = {"encoder": "effnet-lite:0", "threshold": 0.0}
+    report = CloakReport(
+        StyleRequest(StyleKind.BUILTIN, "halftone"), "default", "fast", BudgetReport(8, 35, 9.5, 2),
+        40.0, 0.99, 8.0, (), None, 1, 1, (64, 64), "cpu", 0, 0.01,
+    )  # fmt: skip
+    settings = CheckRequest(enabled=True, encoder="effnet-lite:0", threshold=0.0)
     verdict = quick_check(original, moved, report, settings, [effnet])
     assert verdict.passed and verdict.shift == min(verdict.shifts.values()) > 0
-    failing = quick_check(original, moved, report, {**settings, "threshold": 0.99}, [effnet])
+    failing = quick_check(original, moved, report, replace(settings, threshold=0.99), [effnet])
     assert not failing.passed and "0.99" in failing.reason
 
 

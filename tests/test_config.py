@@ -21,7 +21,8 @@ from sfumato.config import (
 )
 from sfumato.config_file import config_path, default_folders, render_default_config
 from sfumato.errors import ConfigError
-from sfumato.options import DEFAULT_ENCODERS
+from sfumato.options import DEFAULT_ENCODERS, CheckRequest
+from sfumato.specs import PoisonRequest
 
 EXAMPLE = REPO / "config.example.toml"
 
@@ -81,8 +82,8 @@ def test_folder_keys_override_defaults(tmp_path):
     config = load_config(path)
     first, second = (config.options_for(f) for f in config.folders)
     assert (first.intensity, first.style, first.quality) == (12.0, "pixelart", "fast")
-    assert first.poison == "cow:handbag"
-    assert first.extra["check"] == {"enabled": True, "encoder": "effnet-lite:1", "threshold": 0.9}
+    assert first.poison == PoisonRequest("cow", "handbag")
+    assert first.check == CheckRequest(enabled=True, encoder="effnet-lite:1", threshold=0.9)
     assert (second.intensity, second.style, second.poison) == ("high", "auto", None)
 
 
@@ -134,7 +135,7 @@ def test_relative_paths_do_not_depend_on_the_working_directory(tmp_path, home, m
     assert (first.outbox, first.ready, first.failed) == (conf / "in", conf / "ready", conf / "failed")
     assert config.daemon.state_dir == conf / "state"
     options = config.options_for(first)
-    assert options.extra["poison_anchors"] == conf / "handbags"
+    assert options.poison_anchors == conf / "handbags"
     assert options.encoders == (
         f"tae:flux2@{conf / 'models'}",
         f"openclip:ViT-B-32@{conf / 'weights/model.pt'}",
@@ -142,7 +143,7 @@ def test_relative_paths_do_not_depend_on_the_working_directory(tmp_path, home, m
         f"openclip:ViT-B-32@{home / 'model.pt'}",
         "tae:flux2@/srv/taef2",
     )
-    assert options.extra["check"]["encoder"] == f"openclip:ViT-B-32@{conf / 'weights/check.pt'}"
+    assert options.check.encoder == f"openclip:ViT-B-32@{conf / 'weights/check.pt'}"
     assert options.style == str(conf / "styles/ink")  # looks like a path, even before it exists
     assert config.defaults.style == str(conf / "refs")  # a folder next to the file, not in the cwd
     assert config.options_for(second).style == "pixelart"  # a built-in style wins over a folder

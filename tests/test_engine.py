@@ -14,15 +14,15 @@ from sfumato.engine.metrics import psnr, ssim_score
 from sfumato.engine.objectives import projection_shift, unit
 from sfumato.engine.stylizers import STYLIZERS, pixelart
 from sfumato.errors import Cancelled, EncoderError
-from sfumato.options import BUILTIN_STYLES, CloakOptions
+from sfumato.options import BUILTIN_STYLES, CloakRequest
 
 CPU = torch.device("cpu")
 
 
-def options(**kw) -> CloakOptions:
+def options(**kw) -> CloakRequest:
     base = dict(style="pixelart", encoders=("effnet-lite:0",), steps=8, threads=2)
     base.update(kw)
-    return CloakOptions(**base)
+    return CloakRequest(**base)
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def test_cloak_moves_the_embedding_toward_the_pixelart_target(effnet):
     target = pixelart(torch.from_numpy(x).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
     shift = held_shift(effnet[0], x, result.pixels, np.ascontiguousarray(target))
     assert shift > 0.1
-    assert result.report["encoders"][0]["shift"] > 0.1
-    assert result.report["encoders"][0]["loss_after"] < result.report["encoders"][0]["loss_before"]
-    assert result.report["target"] == "pixelart"
+    assert result.report.encoders[0].shift > 0.1
+    assert result.report.encoders[0].loss_after < result.report.encoders[0].loss_before
+    assert result.report.target == "pixelart"
 
 
 def test_per_pixel_budget_holds_and_flat_colour_gets_least(effnet):
@@ -64,7 +64,7 @@ def test_per_pixel_budget_holds_and_flat_colour_gets_least(effnet):
     assert textured.mean() > 2 * flat.mean()
     written = np.round(result.pixels * 255) / 255  # what the 8-bit file will hold
     assert psnr(as_array(image), written) >= budget.psnr_floor  # after rounding too
-    assert result.report["psnr"] >= budget.psnr_floor
+    assert result.report.psnr >= budget.psnr_floor
 
 
 def test_the_search_spends_the_psnr_floor_where_it_helps(effnet):
@@ -72,21 +72,21 @@ def test_the_search_spends_the_psnr_floor_where_it_helps(effnet):
     # not a decibel above it as plain sign steps inside the map would leave it.
     result = cloak_image(artwork(128), options(steps=16), encoders=effnet)
     floor = budget_for("default").psnr_floor
-    assert floor <= result.report["psnr"] < floor + 0.5
+    assert floor <= result.report.psnr < floor + 0.5
 
 
 @pytest.mark.parametrize("level,floor", [("low", 40.0), ("high", 33.0)])
 def test_intensity_levels_set_max_change_and_psnr_floor(effnet, level, floor):
     image = artwork(96)
     result = cloak_image(image, options(intensity=level, steps=4), encoders=effnet)
-    assert result.report["budget"]["psnr_floor"] == floor
-    assert result.report["psnr"] >= floor
-    assert result.report["max_change"] <= budget_for(level).eps_max * 255 + 1e-3
+    assert result.report.budget.psnr_floor == floor
+    assert result.report.psnr >= floor
+    assert result.report.max_change <= budget_for(level).eps_max * 255 + 1e-3
 
 
 def test_numeric_intensity_is_the_largest_change_in_255ths(effnet):
     result = cloak_image(artwork(96), options(intensity=3, steps=4), encoders=effnet)
-    assert 0 < result.report["max_change"] <= 3
+    assert 0 < result.report.max_change <= 3
 
 
 def test_intensity_zero_changes_nothing(effnet):
@@ -108,18 +108,18 @@ def test_auto_style_is_a_builtin_chosen_reproducibly_and_reported(effnet):
     image = artwork(96)
     first = cloak_image(image, options(style="auto", steps=2), encoders=effnet)
     second = cloak_image(image, options(style="auto", steps=2), encoders=effnet)
-    assert first.report["target"] in STYLIZERS
-    assert first.report["target"] == second.report["target"]
+    assert first.report.target in STYLIZERS
+    assert first.report.target == second.report.target
     # passing the reported target back gives the same cloak (what the daemon does per folder)
-    again = cloak_image(image, options(style=first.report["target"], steps=2), encoders=effnet)
+    again = cloak_image(image, options(style=first.report.target, steps=2), encoders=effnet)
     assert np.array_equal(again.pixels, first.pixels)
 
 
 def test_text_target_through_the_clip_text_tower():
     encoders = load_encoders([TINY_CLIP], CPU)
     result = cloak_image(artwork(64), options(style="a pixel art sprite", steps=6), encoders=encoders)
-    assert result.report["target_kind"] == "text"
-    assert result.report["encoders"][0]["loss_after"] < result.report["encoders"][0]["loss_before"]
+    assert result.report.target_kind == "text"
+    assert result.report.encoders[0].loss_after < result.report.encoders[0].loss_before
 
 
 def test_text_target_for_an_encoder_without_text_is_a_clear_error(effnet):
@@ -141,14 +141,14 @@ def test_folder_of_reference_images_is_a_target(tmp_path, effnet):
 
         Image.fromarray(styled).save(refs / f"ref{i}.png")
     result = cloak_image(artwork(64), options(style=str(refs), steps=6), encoders=effnet)
-    assert result.report["target_kind"] == "folder"
-    assert result.report["encoders"][0]["shift"] > 0
+    assert result.report.target_kind == "folder"
+    assert result.report.encoders[0].shift > 0
 
 
 def test_ensemble_reports_every_member(effnet):
     encoders = effnet + load_encoders([TINY_CLIP], CPU)
     result = cloak_image(artwork(64), options(steps=3), encoders=encoders)
-    assert [e["encoder"] for e in result.report["encoders"]] == ["effnet-lite:0", TINY_CLIP]
+    assert [e.encoder for e in result.report.encoders] == ["effnet-lite:0", TINY_CLIP]
 
 
 def test_greyscale_sources_get_a_grey_cloak(effnet):
@@ -162,8 +162,8 @@ def test_full_resolution_in_and_out_above_the_working_size(effnet):
     image = artwork(96).resize((700, 600))
     result = cloak_image(image, options(quality="fast", steps=2), encoders=effnet)
     assert result.pixels.shape == (600, 700, 3)
-    assert result.report["working_size"] == [439, 512]
-    assert result.report["max_change"] <= 8 + 1e-3
+    assert result.report.working_size == (439, 512)
+    assert result.report.max_change <= 8 + 1e-3
 
 
 def test_bands_join_seamlessly_when_the_perturbation_is_upsampled():

@@ -16,9 +16,9 @@ from sfumato.engine.levels import budget_for
 from sfumato.engine.metrics import max_change, psnr, ssim_score
 from sfumato.engine.objectives import projection_shift, unit
 from sfumato.engine.stylizers import pixelart
-from sfumato.engine.targets import StyleRequest
 from sfumato.engine.views import ViewSampler
-from sfumato.options import CloakOptions
+from sfumato.options import CloakRequest
+from sfumato.specs import StyleKind, StyleRequest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TAEF2_DIR = SHARED / "models" / "taef2"
@@ -46,8 +46,8 @@ def _latent(encoder, pixels: np.ndarray) -> torch.Tensor:
         return unit(encoder.embed(x))
 
 
-def _options(encoders: tuple[str, ...], steps: int) -> CloakOptions:
-    return CloakOptions(
+def _options(encoders: tuple[str, ...], steps: int) -> CloakRequest:
+    return CloakRequest(
         style="pixelart",
         intensity="default",
         quality="fast",
@@ -67,8 +67,8 @@ def test_latent_cloak_moves_toward_pixelart_within_the_budget(tae, art):
     # 12 steps on this small painting move it most of a quarter of the way (0.23).
     assert shift > 0.2, f"the latent moved too little toward the target: shift {shift:.3f}"
     # The report tells the user the shift of the image as posted, not of a resized copy.
-    (reported,) = result.report["encoders"]
-    assert reported["shift"] == pytest.approx(shift, abs=2e-3)
+    (reported,) = result.report.encoders
+    assert reported.shift == pytest.approx(shift, abs=2e-3)
 
     budget = budget_for("default")
     assert max_change(art, result.pixels) <= budget.eps_max * 255 + 0.51  # plus 8-bit rounding
@@ -78,14 +78,14 @@ def test_latent_cloak_moves_toward_pixelart_within_the_budget(tae, art):
     similarity = ssim_score(art, result.pixels)
     assert similarity >= budget.latent_ssim_floor
     # The report's SSIM is the one the floor was checked on: that of the pixels written.
-    assert result.report["ssim"] == pytest.approx(similarity, abs=1e-5)
+    assert result.report.ssim == pytest.approx(similarity, abs=1e-5)
 
 
 def test_ensemble_members_pull_on_the_pixels_with_comparable_strength(tae, art):
     """TAEF2's latent moves ~10x less per pixel change than pooled features; weighting evens that."""
     image = torch.from_numpy(art).permute(2, 0, 1)[None]
     encoders = [tae, load_encoder("effnet-lite:0")]
-    terms, _ = build_terms(encoders, image, StyleRequest("builtin", "pixelart"), seed=0)
+    terms, _ = build_terms(encoders, image, StyleRequest(StyleKind.BUILTIN, "pixelart"), seed=0)
     sampler = ViewSampler(SIDE, SIDE, seed=5)
     views = [sampler.sample() for _ in range(2)]  # not the views the weights were set on
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(1))
@@ -102,7 +102,7 @@ def test_ensemble_members_pull_on_the_pixels_with_comparable_strength(tae, art):
 def test_a_latent_term_measures_one_window_a_step_whatever_the_number_of_views(tae, art):
     """The latent term's cost stays one encoder pass a step: it scores the step's first view only."""
     image = torch.from_numpy(art).permute(2, 0, 1)[None]
-    (term,), _ = build_terms([tae], image, StyleRequest("builtin", "pixelart"), seed=0)
+    (term,), _ = build_terms([tae], image, StyleRequest(StyleKind.BUILTIN, "pixelart"), seed=0)
     sampler = ViewSampler(SIDE, SIDE, seed=9)
     views = [sampler.sample(mild=True), sampler.sample(), sampler.sample()]
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(2))

@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from enginekit import TINY_CLIP, artwork, as_array, half_flat
+from sfumato.cloak_report import BudgetReport, CloakReport, PoisonReport
 from sfumato.engine import poison
 from sfumato.engine.cloak import cloak_image, working_copy
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.optimiser import search_perturbation
 from sfumato.errors import EncoderError, UsageError
-from sfumato.options import CloakOptions
+from sfumato.options import CloakRequest
+from sfumato.specs import PoisonRequest, StyleKind, StyleRequest, parse_poison
 
 EFFNET = "effnet-lite:0"
 
@@ -23,9 +25,11 @@ def work(size: int = 64) -> torch.Tensor:
     return working_copy(as_array(artwork(size)), size, torch.device("cpu"))
 
 
-def options(**kw) -> CloakOptions:
-    base = dict(style="none", poison="auto:purse", encoders=(EFFNET,), steps=4, device="cpu", threads=2)
-    return CloakOptions(**{**base, **kw})
+def options(**kw) -> CloakRequest:
+    base = dict(
+        style="none", poison=parse_poison("auto:purse"), encoders=(EFFNET,), steps=4, device="cpu", threads=2
+    )
+    return CloakRequest(**{**base, **kw})
 
 
 @pytest.mark.parametrize(
@@ -38,12 +42,12 @@ def options(**kw) -> CloakOptions:
     ],
 )
 def test_poison_spec_reads_concept_and_target(text, concept, target):
-    assert poison.parse_poison(text) == poison.PoisonRequest(concept, target)
+    assert parse_poison(text) == PoisonRequest(concept, target)
 
 
 def test_poisoning_a_concept_into_itself_is_refused():
     with pytest.raises(UsageError, match="same concept"):
-        poison.parse_poison("cow:Cow")
+        parse_poison("cow:Cow")
 
 
 @pytest.mark.parametrize("spec", [EFFNET, TINY_CLIP])
@@ -81,20 +85,22 @@ def test_ledger_target_wins_over_a_fresh_auto_choice():
     encoder = load_encoder(EFFNET)
     image = work()
     concept, _ = poison.detect_concept([encoder], image)
-    plan = poison.plan_poison([encoder], image, "auto:auto", known_targets={concept: "umbrella"})
+    plan = poison.plan_poison(
+        [encoder], image, parse_poison("auto:auto"), known_targets={concept: "umbrella"}
+    )
     assert (plan.concept, plan.target, plan.concept_auto, plan.target_auto) == (
         concept,
         "umbrella",
         True,
         True,
     )
-    fresh = poison.plan_poison([encoder], image, "auto:auto")
+    fresh = poison.plan_poison([encoder], image, parse_poison("auto:auto"))
     assert fresh.target == poison.auto_target([encoder], concept)
 
 
 def test_target_outside_the_classifier_vocabulary_is_one_clear_sentence():
     with pytest.raises(EncoderError, match="'handbag' is not an ImageNet class"):
-        poison.plan_poison([load_encoder(EFFNET)], work(), "ox:handbag")
+        poison.plan_poison([load_encoder(EFFNET)], work(), parse_poison("ox:handbag"))
 
 
 class Constant:
@@ -155,10 +161,10 @@ def test_combined_cloak_moves_style_and_poison_in_one_search():
     image = artwork(96)
     result = cloak_image(image, options(style="pixelart", intensity="high", steps=10))
     report = result.report
-    assert report["target"] == "pixelart" and report["encoders"][0]["shift"] > 0
-    assert report["poison"]["target"] == "purse" and report["poison"]["concept_auto"]
+    assert report.target == "pixelart" and report.encoders[0].shift > 0
+    assert report.poison.target == "purse" and report.poison.concept_auto
     clean = poison.targeted_success([load_encoder(EFFNET)], work(96), "purse")
-    after = report["poison"]["target_rank"][EFFNET]
+    after = report.poison.target_rank[EFFNET]
     assert after < clean["target_rank"][EFFNET]
 
 
@@ -168,8 +174,8 @@ def test_poison_alone_at_low_stays_inside_the_flat_colour_budget():
     change = np.abs(result.pixels - as_array(image)) * 255
     flat = change[8:-8, 8 : 96 // 2 - 8]  # away from the edge, where texture lends budget
     assert flat.max() <= 1.0  # a fifth of low's 4/255, rounded to the 8-bit grid
-    assert result.report["psnr"] >= 40
-    assert result.report["target"] == "none" and result.report["poison"]["target"] == "purse"
+    assert result.report.psnr >= 40
+    assert result.report.target == "none" and result.report.poison.target == "purse"
 
 
 def test_style_none_without_poison_is_refused():
@@ -186,7 +192,7 @@ def test_cli_poison_option_reaches_the_engine_options():
     cloak_command.add_parser(parser.add_subparsers())
     args = parser.parse_args(["cloak", "a.png", "--poison", "Auto:purse", "--style", "none"])
     chosen = cloak_command.options_from(args)
-    assert (chosen.poison, chosen.style) == ("auto:purse", "none")
+    assert (chosen.poison, chosen.style) == (PoisonRequest("auto", "purse"), "none")
     assert cloak_command.options_from(parser.parse_args(["cloak", "a.png"])).poison is None
     with pytest.raises(UsageError, match="--poison-anchors needs --poison"):
         cloak_command.options_from(parser.parse_args(["cloak", "a.png", "--poison-anchors", "."]))
@@ -212,20 +218,16 @@ class PoisoningCloaker:
         from sfumato.pipeline import CloakOutcome
 
         self.calls += 1
-        known = options.extra.get("poison_targets") or {}
+        known = options.poison_targets
         target = known.get("ox", f"fresh-{self.calls}")
         if on_output is not None:  # as the pipeline does: the final name first
             on_output(Path(dst))
         atomic_write_bytes(Path(dst), Path(src).read_bytes())
-        report = {
-            "poison": {
-                "concept": "ox",
-                "concept_confidence": 0.42,
-                "target": target,
-                "target_auto": True,
-                "targeted_success": 1.0,
-            }
-        }
+        poisoned = PoisonReport("ox", 0.42, False, target, True, 1.0, {})
+        report = CloakReport(
+            StyleRequest(StyleKind.NONE, "none"), "low", "fast", BudgetReport(4, 40, 9.8, 1), 40.0,
+            0.99, 0.0, (), poisoned, 1, 1, (64, 64), "cpu", 0, 0.01,
+        )  # fmt: skip
         return CloakOutcome(Path(src), Path(dst), "ok", "none", 40.0, 0.99, 0.01, report)
 
 

@@ -21,7 +21,7 @@ from sfumato.engine.visibility import (
     jod,
     ssimulacra2_score,
 )
-from sfumato.options import CloakOptions
+from sfumato.options import CloakRequest
 
 
 def tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -130,11 +130,11 @@ def test_a_cloak_keeps_its_levels_jod_floor_on_a_sky(level):
     sky = (sky_and_brushwork(96)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     painting = np.asarray(artwork(96))
     picture = Image.fromarray(np.concatenate([sky, painting], axis=1))
-    options = CloakOptions(style="pixelart", encoders=("effnet-lite:0",), steps=6, threads=1, intensity=level)
+    options = CloakRequest(style="pixelart", encoders=("effnet-lite:0",), steps=6, threads=1, intensity=level)
     result = cloak_image(picture, options, encoders=[encoder])
     original = torch.from_numpy(as_array(picture)).permute(2, 0, 1)[None]
     cloaked = torch.from_numpy(result.pixels).permute(2, 0, 1)[None]
     assert jod(original, cloaked) >= budget_for(level).jod_floor
     assert ssimulacra2_score(_uint8(original), _uint8(cloaked)) >= budget_for(level).ssimulacra2_floor
-    assert result.report["budget"]["jod_floor"] == budget_for(level).jod_floor
+    assert result.report.budget.jod_floor == budget_for(level).jod_floor
     assert float(np.abs(result.pixels - as_array(picture)).max()) > 0  # something was cloaked

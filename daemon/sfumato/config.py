@@ -22,17 +22,21 @@ import platformdirs
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
-from sfumato.errors import ConfigError
+from sfumato.errors import ConfigError, SfumatoError
 from sfumato.options import (
     BUILTIN_STYLES,
+    DEFAULT_CHECK,
     DEFAULT_ENCODERS,
+    DEFAULT_INTENSITY,
+    DEFAULT_QUALITY,
     DEVICES,
     METADATA_POLICIES,
-    CloakOptions,
+    CheckRequest,
+    CloakRequest,
     parse_intensity,
     parse_quality,
 )
-from sfumato.verify.settings import DEFAULT_CHECK
+from sfumato.specs import parse_encoder, parse_poison
 
 APP_NAME = "sfumato"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -86,9 +90,14 @@ def _style(value: Any) -> str:
 
 
 def _encoder(spec: Any) -> Any:
-    """``scheme:name@PATH``: a local weights file or folder, resolved like any other path."""
+    """``scheme:name@PATH``: a local weights file or folder, resolved like any other path; an
+    unknown kind or model family is rejected here, not when the daemon starts."""
     if not isinstance(spec, str):
         return spec  # not text: the str type rejects it
+    try:
+        parse_encoder(spec)
+    except SfumatoError as exc:
+        raise ValueError(str(exc)) from None
     head, at, where = spec.strip().partition("@")
     return f"{head}@{_local(where.strip())}" if at and where.strip() else spec.strip()
 
@@ -133,19 +142,26 @@ class CheckSettings(_Strict):
     encoder: EncoderSpec = None
     threshold: Annotated[float | None, Field(ge=0, le=1)] = None
 
-
-# The check used where neither a folder nor [defaults.check] says otherwise.
-CHECK_DEFAULTS = DEFAULT_CHECK  # one default, shared with the quick check itself
+    def request(self) -> CheckRequest:
+        return CheckRequest(enabled=self.enabled, encoder=self.encoder, threshold=self.threshold)
 
 
 class PoisonSettings(_Strict):
-    """Per-folder poisoning (filled in by the poisoning issue): ``concept`` shown to a model as
-    ``target``; ``auto`` lets the engine choose."""
+    """Per-folder poisoning: ``concept`` shown to a model as ``target``; ``auto`` lets the engine
+    choose."""
 
     enabled: bool = False
     concept: str = "auto"
     target: str = "auto"
     anchors: PathValue | None = None  # optional folder of images of the target concept
+
+    @model_validator(mode="after")
+    def _parses(self) -> PoisonSettings:
+        try:
+            parse_poison(f"{self.concept}:{self.target}")
+        except SfumatoError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class _CloakFields(_Strict):
@@ -168,14 +184,18 @@ class Defaults(_CloakFields):
     """``[defaults]``: how every folder cloaks unless it says otherwise."""
 
     style: Style = "auto"
-    intensity: Intensity = "default"
-    quality: Quality = "default"
+    intensity: Intensity = DEFAULT_INTENSITY
+    quality: Quality = DEFAULT_QUALITY
     encoders: Encoders = Field(default_factory=lambda: list(DEFAULT_ENCODERS))
     device: Device = "auto"
     metadata: Metadata = "strip"
     seed: int = 0
     skip_unavailable_encoders: bool = True
-    check: CheckSettings = Field(default_factory=lambda: CheckSettings(**CHECK_DEFAULTS))
+    check: CheckSettings = Field(
+        default_factory=lambda: CheckSettings(
+            enabled=DEFAULT_CHECK.enabled, encoder=DEFAULT_CHECK.encoder, threshold=DEFAULT_CHECK.threshold
+        )
+    )
 
 
 class FolderSettings(_CloakFields):
@@ -271,7 +291,7 @@ class Config(BaseSettings):
                 )
         return self
 
-    def options_for(self, folder: FolderSettings, style: str | None = None) -> CloakOptions:
+    def options_for(self, folder: FolderSettings, style: str | None = None) -> CloakRequest:
         """The folder's settings over ``[defaults]``; ``style`` replaces an ``auto`` style with
         the target already chosen for that folder, so all its images share one target."""
         d = self.defaults
@@ -280,15 +300,15 @@ class Config(BaseSettings):
             value = getattr(folder, name)
             return getattr(d, name) if value is None else value
 
-        check = dict(CHECK_DEFAULTS)
+        check = DEFAULT_CHECK
         for layer in (d.check, folder.check):
             if layer is not None:
-                check.update(layer.model_dump(exclude_none=True))
+                check = layer.request().over(check)
         chosen_style = pick("style")
         if style is not None and chosen_style == "auto":
             chosen_style = style
         poison = folder.poison
-        return CloakOptions(
+        return CloakRequest(
             style=chosen_style,
             intensity=pick("intensity"),
             quality=pick("quality"),
@@ -298,12 +318,10 @@ class Config(BaseSettings):
             metadata=pick("metadata"),
             threads=pick("threads"),
             steps=pick("steps"),
-            poison=f"{poison.concept}:{poison.target}" if poison.enabled else None,
-            extra={
-                "skip_unavailable_encoders": pick("skip_unavailable_encoders"),
-                "check": check,
-                "poison_anchors": poison.anchors if poison.enabled else None,
-            },
+            poison=parse_poison(f"{poison.concept}:{poison.target}") if poison.enabled else None,
+            skip_unavailable_encoders=pick("skip_unavailable_encoders"),
+            check=check,
+            poison_anchors=poison.anchors if poison.enabled else None,
         )
 
     def folder_style(self, folder: FolderSettings) -> str:

@@ -116,8 +116,7 @@ class Daemon:
         target = self.ledger.folder_target(folder.key) if auto else None
         options = self.config.options_for(folder, style=target)
         if options.poison:  # the auto targets chosen before, so every image of a concept agrees
-            extra = {**options.extra, "poison_targets": self.ledger.poison_targets()}
-            options = dataclasses.replace(options, extra=extra)
+            options = dataclasses.replace(options, poison_targets=self.ledger.poison_targets())
         return options, auto
 
     def _apply_config(self, config: Config) -> None:

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sfumato.cloak_report import PoisonReport
 from sfumato.errors import BadImageError, Cancelled, TransientError, TruncatedImageError
 from sfumato.fileops import atomic_write_bytes, file_sha256, fsync_dir, safe_move, unique_path
 from sfumato.folders import results_problem
 from sfumato.intake import Arrival, examine
 from sfumato.ledger import Job, JobPhase, JobState, Ledger
-from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
+from sfumato.options import INCOMPLETE_PREFIX, CloakRequest
 from sfumato.paths import FolderPaths
 
 log = logging.getLogger("sfumato.daemon")
@@ -124,7 +125,7 @@ class JobRunner:
         self,
         job: Job,
         paths: FolderPaths,
-        options: CloakOptions,
+        options: CloakRequest,
         cloaker,
         *,
         auto_style: bool,
@@ -139,7 +140,7 @@ class JobRunner:
         self,
         job: Job,
         paths: FolderPaths,
-        options: CloakOptions,
+        options: CloakRequest,
         cloaker,
         *,
         auto_style: bool,
@@ -259,7 +260,7 @@ class JobRunner:
         return JobState.WAITING
 
     def _cloak(
-        self, job: Job, paths: FolderPaths, options: CloakOptions, cloaker, *, auto_style: bool
+        self, job: Job, paths: FolderPaths, options: CloakRequest, cloaker, *, auto_style: bool
     ) -> None:
         planned = Path(job.output) if job.output else None
         if planned is not None and planned.exists():
@@ -291,7 +292,7 @@ class JobRunner:
             target = outcome.target
             if auto_style and target:
                 target = self.ledger.set_folder_target(paths.folder.key, target)
-            self._note_poison(job, outcome.report.get("poison"))
+            self._note_poison(job, outcome.report.poison if outcome.report else None)
             job.output, job.psnr, job.seconds, job.target = (
                 str(outcome.output),
                 outcome.psnr,
@@ -314,16 +315,16 @@ class JobRunner:
         job.phase = JobPhase.MOVE
         self.ledger.update(job.id, phase=JobPhase.MOVE, progress=1.0, truncated_sig=None)
 
-    def _note_poison(self, job: Job, poison: dict | None) -> None:
+    def _note_poison(self, job: Job, poison: PoisonReport | None) -> None:
         """Record an auto target for its concept and keep the figures for the job's log line."""
         if not poison:
             return
-        if poison.get("target_auto"):
-            self.ledger.set_poison_target(poison["concept"], poison["target"])
-        confidence = poison.get("concept_confidence")
+        if poison.target_auto:
+            self.ledger.set_poison_target(poison.concept, poison.target)
+        confidence = poison.concept_confidence
         shown = f" ({confidence:.0%})" if confidence is not None else ""
-        success = poison.get("targeted_success")
-        self._poison_notes[job.id] = f"poison {poison['concept']}{shown} -> {poison['target']}" + (
+        success = poison.targeted_success
+        self._poison_notes[job.id] = f"poison {poison.concept}{shown} -> {poison.target}" + (
             f", surrogate top-5 {success:.0%}" if success is not None else ""
         )
 

@@ -363,6 +363,16 @@ class LedgerReader:
         """The last ``limit`` jobs that ended in ``state``, most recent first."""
         return self._jobs("WHERE state = ? ORDER BY finished_at DESC LIMIT ?", (state, limit))
 
+    def cloaked_target(self, sha256: str) -> str | None:
+        """The target the daemon last cloaked this content toward, in any folder (for ``sfumato
+        check --style auto``); None where it never finished cloaking it here."""
+        row = self._db.execute(
+            "SELECT target FROM files WHERE sha256 = ? AND state = ? AND target IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (sha256, JobState.DONE),
+        ).fetchone()
+        return None if row is None else row["target"]
+
     def _jobs(self, sql: str, args: tuple) -> list[Job]:
         if self._columns is None:
             present = {row["name"] for row in self._db.execute("PRAGMA table_info(files)")}

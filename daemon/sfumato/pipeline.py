@@ -1,28 +1,30 @@
 """File in, file out: read an artwork, cloak it with the engine, write the result crash-safely.
 
 This is the seam between the file world (CLI, daemon) and the tensor world (engine): callers pass
-paths and :class:`~sfumato.options.CloakOptions` and get plain data back.
+paths and a :class:`~sfumato.options.CloakRequest` and get a typed
+:class:`~sfumato.cloak_report.CloakReport` back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from sfumato.cloak_report import CloakReport
 from sfumato.errors import EncoderError, TransientError, UsageError, stop_if_asked
 from sfumato.fileops import unique_path
 from sfumato.images import MIN_CLOAK_SIDE, read_artwork, write_artwork
-from sfumato.options import INCOMPLETE_PREFIX, CloakOptions
-from sfumato.verify.settings import check_settings
+from sfumato.options import INCOMPLETE_PREFIX, CloakRequest
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class CloakOutcome:
-    """What happened to one file; ``report`` is JSON-serialisable (target, budget, psnr, ssim...)."""
+    """What happened to one file; ``report`` is the engine's, completed by the quick check."""
 
     input: Path
     output: Path
@@ -31,7 +33,7 @@ class CloakOutcome:
     psnr: float
     ssim: float
     seconds: float
-    report: dict = field(default_factory=dict)
+    report: CloakReport | None = None  # None only from stand-ins that cloak nothing (tests)
     encoders: tuple[str, ...] = ()  # the ensemble members the cloak was computed against
     left_out: tuple[str, ...] = ()  # members that could not be loaded (offline) and were skipped
 
@@ -42,7 +44,7 @@ def cloak_record(
     *,
     status: str = "failed",
     error: str | None = None,
-    report: dict | None = None,
+    report: CloakReport | None = None,
 ) -> dict:
     """The JSON object ``sfumato cloak --json`` prints per input (and ``batch`` keeps per file):
     input, output, status, error, target, psnr, ssim, seconds, then the engine's full report."""
@@ -56,8 +58,8 @@ def cloak_record(
         "ssim": None,
         "seconds": None,
     }
-    if report:
-        record.update(report)
+    if report is not None:
+        record.update(report.to_json())
         record.update(status=status, error=error, output=str(dst))
     return record
 
@@ -70,54 +72,38 @@ class Cloaker:
         self.threads = threads
         self._skipped: dict[str, str] = {}
 
-    def encoders_for(self, options: CloakOptions) -> list:
-        """The loaded encoders ``options`` names.
-
-        With ``extra["skip_unavailable_encoders"]`` an ensemble member that cannot be loaded
-        (no network for a first download) is left out with one warning, as long as one remains.
-        """
+    def encoders_for(self, options: CloakRequest) -> list:
+        """The loaded encoders ``options`` names (members that could not be loaded left out, once,
+        where ``options.skip_unavailable_encoders`` allows it)."""
+        from sfumato.engine.cloak import load_encoders
         from sfumato.engine.devices import pick_device, set_threads
-        from sfumato.engine.encoders import load_encoder
 
         set_threads(self.threads if self.threads is not None else options.threads)
         device = pick_device(self.device_name if self.device_name != "auto" else options.device)
-        skip = bool(options.extra.get("skip_unavailable_encoders"))
-        loaded, first_error = [], None
-        for spec in options.encoders:
-            if spec in self._skipped:
-                continue
-            try:
-                loaded.append(load_encoder(spec, device))
-            except EncoderError as exc:
-                if not skip:
-                    raise
-                first_error = first_error or exc
-                self._skipped[spec] = str(exc)
-                log.warning("leaving %s out of the ensemble: %s", spec, exc)
-        if not loaded:
-            if first_error is not None:
-                raise first_error
-            reasons = "; ".join(self._skipped.values())
-            raise EncoderError(f"no encoder of {', '.join(options.encoders)} could be loaded: {reasons}")
-        return loaded
+        return load_encoders(
+            options.encoders,
+            device,
+            skip_unavailable=options.skip_unavailable_encoders,
+            skipped=self._skipped,
+        )
 
-    def prepare(self, options: CloakOptions) -> None:
+    def prepare(self, options: CloakRequest) -> None:
         """Load the encoders ``options`` names now (at daemon start), raising EncoderError early."""
         self.encoders_for(options)
-        settings = check_settings(options.extra)
-        if settings["enabled"]:
+        settings = options.check.resolved()
+        if settings.enabled:
             from sfumato.engine.encoders import load_encoder
 
             try:  # the check falls back to a cloak encoder when its own cannot be loaded
-                load_encoder(settings["encoder"], self.encoders_for(options)[0].mean.device)
+                load_encoder(settings.encoder, self.encoders_for(options)[0].mean.device)
             except EncoderError as exc:
-                log.warning("check encoder %s unavailable: %s", settings["encoder"], exc)
+                log.warning("check encoder %s unavailable: %s", settings.encoder, exc)
 
     def cloak_file(
         self,
         src: Path,
         dst: Path,
-        options: CloakOptions,
+        options: CloakRequest,
         *,
         overwrite: bool = False,
         progress: Callable[[float], None] | None = None,
@@ -163,15 +149,15 @@ class Cloaker:
             if "out of memory" in str(exc).lower():
                 raise TransientError(f"{src.name}: ran out of memory while cloaking") from exc
             raise
-        report = dict(result.report)
-        report["skipped_encoders"] = sorted(s for s in self._skipped if s in options.encoders)
-        verdict = verdict_for(art.rgb, result.pixels, report, check_settings(options.extra), encoders)
+        skipped = tuple(sorted(s for s in self._skipped if s in options.encoders))
+        report = dataclasses.replace(result.report, skipped_encoders=skipped)
+        verdict = verdict_for(art.rgb, result.pixels, report, options.check.resolved(), encoders)
         status = "ok"
         if verdict is not None:
-            report["check"] = verdict.as_report()
+            report = dataclasses.replace(report, check=verdict)
             if not verdict.passed:
                 # Never passed off as protected: the name says so, the report says why.
-                status, report["reason"] = "incomplete", verdict.reason
+                status, report = "incomplete", dataclasses.replace(report, reason=verdict.reason)
                 dst = dst.with_name(f"{INCOMPLETE_PREFIX}{dst.name}")
                 dst = dst if overwrite else unique_path(dst)
                 log.warning("%s is incomplete: %s", src.name, verdict.reason)
@@ -182,11 +168,11 @@ class Cloaker:
             input=src,
             output=dst,
             status=status,
-            target=report["target"],
-            psnr=report["psnr"],
-            ssim=report["ssim"],
-            seconds=report["seconds"],
+            target=report.target,
+            psnr=report.psnr,
+            ssim=report.ssim,
+            seconds=report.seconds,
             report=report,
             encoders=tuple(e.spec for e in encoders),
-            left_out=tuple(report["skipped_encoders"]),
+            left_out=skipped,
         )

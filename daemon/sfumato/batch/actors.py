@@ -12,11 +12,12 @@ import os
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from sfumato.cloak_report import CloakReport
 from sfumato.errors import SfumatoError, TransientError, UsageError
-from sfumato.options import CloakOptions
+from sfumato.options import CloakRequest
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,12 @@ class TaskResult:
     error: str | None = None
     output_name: str | None = None
     data: bytes | None = None
-    report: dict = field(default_factory=dict)
+    report: CloakReport | None = None
 
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    options: CloakOptions
+    options: CloakRequest
     device: str
     threads: int
 

@@ -21,7 +21,7 @@ from sfumato.batch.plan import MANIFEST_NAME, BatchItem, output_names, plan_batc
 from sfumato.batch.progress import Counts
 from sfumato.errors import EncoderError, SfumatoError, UsageError
 from sfumato.fileops import atomic_write_bytes
-from sfumato.options import CloakOptions
+from sfumato.options import CloakRequest
 from sfumato.pipeline import cloak_record
 
 # Files each worker holds at once: one cloaking, one waiting, so it never idles between files.
@@ -35,7 +35,7 @@ WORKER_MEMORY = 2e9
 class BatchConfig:
     src: Path
     dst: Path
-    options: CloakOptions
+    options: CloakRequest
     address: str | None = None  # None: a local Ray in-process; "auto" or HOST:PORT: a cluster
     workers: int | None = None  # default: as many as the cluster's CPUs (or GPUs) allow
     cpus_per_worker: float = 1.0
@@ -44,10 +44,10 @@ class BatchConfig:
     force: bool = False
 
 
-def settings_of(options: CloakOptions) -> dict:
+def settings_of(options: CloakRequest) -> dict:
     """What a row was cloaked with: a rerun with other settings cloaks the file again."""
-    check = options.extra.get("check") or {}
-    anchors = options.extra.get("poison_anchors")
+    check = options.check
+    anchors = options.poison_anchors
     chosen = {
         "style": options.style,
         "intensity": options.intensity,
@@ -55,24 +55,23 @@ def settings_of(options: CloakOptions) -> dict:
         "encoders": list(options.encoders),
         "seed": options.seed,
         "metadata": options.metadata,
-        "poison": options.poison,
+        "poison": None if options.poison is None else str(options.poison),
         "poison_anchors": None if anchors is None else str(anchors),
         "steps": options.steps,
-        "check": {k: check.get(k) for k in ("enabled", "encoder", "threshold")},
+        "check": {"enabled": check.enabled, "encoder": check.encoder, "threshold": check.threshold},
     }
     return json.loads(json.dumps(chosen))
 
 
-def _portable(options: CloakOptions) -> CloakOptions:
+def _portable(options: CloakRequest) -> CloakRequest:
     """Folders named by the options (reference style, poison anchors) as absolute paths, which a
     worker on this machine, or on a cluster sharing the filesystem, can find."""
     style = options.style
     if style not in ("auto", "none") and Path(style).is_dir():
         style = os.path.abspath(style)
-    extra = dict(options.extra)
-    if extra.get("poison_anchors") is not None:
-        extra["poison_anchors"] = Path(os.path.abspath(extra["poison_anchors"]))
-    return dataclasses.replace(options, style=style, extra=extra)
+    anchors = options.poison_anchors
+    anchors = None if anchors is None else Path(os.path.abspath(anchors))
+    return dataclasses.replace(options, style=style, poison_anchors=anchors)
 
 
 class BatchRun:
@@ -244,7 +243,7 @@ class _Pool:
     """The workers: actors that each load the models once (``prepare``) before they get files; a
     dead one is replaced while the replacement budget lasts (twice the pool's size)."""
 
-    def __init__(self, cluster: Cluster, config: BatchConfig, options: CloakOptions) -> None:
+    def __init__(self, cluster: Cluster, config: BatchConfig, options: CloakRequest) -> None:
         self.ray = cluster.ray
         self.config = config
         self.size = self._size(cluster)

@@ -7,17 +7,16 @@ import json
 import logging
 from pathlib import Path
 
-from sfumato.errors import EncoderError, UsageError
-from sfumato.options import DEFAULT_ENCODERS, DEVICES
+from sfumato.errors import ConfigError, UsageError
+from sfumato.options import DEFAULT_CHECK, DEFAULT_ENCODERS, DEVICES
 
 log = logging.getLogger(__name__)
 
 
 def default_encoders() -> tuple[str, ...]:
     """The held-out verifier first, then the default cloak ensemble."""
-    from sfumato.verify.settings import DEFAULT_CHECK
-
-    return (DEFAULT_CHECK["encoder"], *(e for e in DEFAULT_ENCODERS if e != DEFAULT_CHECK["encoder"]))
+    held_out = DEFAULT_CHECK.encoder
+    return (held_out, *(e for e in DEFAULT_ENCODERS if e != held_out))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +43,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--style",
         default="auto",
         metavar="TEXT|DIR|auto",
-        help="the cloak's target style; auto (default) tries every built-in style and reports "
-        "the one the image moved toward most",
+        help="the cloak's target style; auto (default): the target the daemon cloaked ORIGINAL "
+        "toward, if its ledger knows the file, else the built-in style the image moved toward most",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="the daemon's config file, to find its ledger (default: $SFUMATO_CONFIG or the "
+        "platform's config file)",
     )
     p.add_argument("--poison", metavar="CONCEPT:TARGET", help="check a poison: the model should see TARGET")
     p.add_argument(
@@ -62,25 +68,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--preview", type=Path, metavar="OUT.png", help="write a side-by-side preview picture")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=DEVICES,
+        help="where the encoders run: auto (default: a GPU if there is one, else the CPU), cpu, cuda or mps",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.set_defaults(func=run)
 
 
-def load_check_encoders(specs: tuple[str, ...], device, *, skip_unavailable: bool) -> list:
-    from sfumato.engine.encoders import load_encoder
+def daemon_target(original: Path, config: Path | None) -> str | None:
+    """The target the daemon cloaked ``original`` toward, from its ledger (found by the file's
+    hash, as the daemon found it); None for a file it never cloaked, or a poison-only cloak."""
+    from sfumato.config import DaemonSettings, load_config
+    from sfumato.config_file import config_path
+    from sfumato.fileops import file_sha256
+    from sfumato.ledger import LedgerReader
 
-    loaded = []
-    for spec in specs:
+    path = config_path(config)
+    if config is None and not path.is_file():
+        state_dir = DaemonSettings().state_dir
+    else:
         try:
-            loaded.append(load_encoder(spec, device))
-        except EncoderError as exc:
-            if not skip_unavailable:
+            state_dir = load_config(path).daemon.state_dir
+        except ConfigError as exc:
+            if config is not None:
                 raise
-            log.warning("leaving %s out of the check: %s", spec, exc)
-    if not loaded:
-        raise EncoderError(f"none of the encoders {', '.join(specs)} could be loaded")
-    return loaded
+            log.warning("not asking the daemon's ledger for the target: %s", exc)
+            return None
+    reader = LedgerReader.open(state_dir)
+    if reader is None:
+        return None
+    try:
+        target = reader.cloaked_target(file_sha256(original))
+    finally:
+        reader.close()
+    return None if target is None or target.strip().lower() == "none" else target
 
 
 def check_purifiers(vae_spec: str | None, encoders: list, device) -> dict:
@@ -96,6 +120,7 @@ def check_purifiers(vae_spec: str | None, encoders: list, device) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sfumato.engine.cloak import load_encoders
     from sfumato.engine.devices import pick_device, set_threads
     from sfumato.images import read_artwork
     from sfumato.verify.preview import build_preview, footer_phrases, write_preview
@@ -110,20 +135,26 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     device = pick_device(args.device)
     specs = tuple(args.encoders) if args.encoders else default_encoders()
-    encoders = load_check_encoders(specs, device, skip_unavailable=not args.encoders)
+    encoders = load_encoders(specs, device, skip_unavailable=not args.encoders, purpose="the check")
     report = {"original": str(args.original), "cloaked": str(args.cloaked)}
+    style, known = args.style, None
+    if not args.poison and (style or "auto").strip().lower() == "auto":
+        known = daemon_target(args.original, args.config)  # what auto meant when it was cloaked
+        style = known or style
     purifiers = {} if args.no_purifiers else check_purifiers(args.purifier_vae, encoders, device)
     report.update(
         check_images(
             original.rgb,
             cloaked.rgb,
             encoders,
-            style=args.style,
+            style=style,
             poison=args.poison,
             purifiers=purifiers,
             visibility=not args.no_visibility,
         )
     )
+    if known:
+        report["target_chosen"] = "auto: the target the daemon cloaked this original toward (its ledger)"
     if args.preview:
         usable = [e for e in report["encoders"] if "error" not in e]
         verdict = verdict_phrase(usable[0]) if usable else None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
 from sfumato.commands.cloak_options import add_cloak_options, options_from
 from sfumato.errors import SfumatoError, UsageError
-from sfumato.options import CloakOptions
+from sfumato.options import CloakRequest
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -60,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
     options = options_from(args)
     files = expand_inputs(args.inputs)
-    cloaker = Cloaker(device=args.device, threads=args.threads)
+    cloaker = Cloaker(device=options.device, threads=options.threads)
     cloaker.prepare(options)  # unknown or unavailable encoders fail here, once, before any file
     progress = None if args.json or not sys.stderr.isatty() else _progress_bar()
     failures = 0
-    with progress or _nullcontext():
+    with progress or contextlib.nullcontext():
         for src in files:
             record = cloak_one(cloaker, src, args, options, progress)
             failures += record["status"] != "ok"
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def cloak_one(cloaker, src: Path, args: argparse.Namespace, options: CloakOptions, progress) -> dict:
+def cloak_one(cloaker, src: Path, args: argparse.Namespace, options: CloakRequest, progress) -> dict:
     from sfumato.pipeline import cloak_record
 
     dst = args.output / src.name
@@ -104,7 +105,8 @@ def cloak_one(cloaker, src: Path, args: argparse.Namespace, options: CloakOption
         from sfumato.verify.preview import preview_for_files
 
         folder = args.preview_dir or args.output
-        shown = preview_for_files(src, outcome.output, outcome.report, folder, cloaker.encoders_for(options))
+        report = outcome.report.to_json()
+        shown = preview_for_files(src, outcome.output, report, folder, cloaker.encoders_for(options))
         record["preview"] = str(shown)
     return record
 
@@ -137,11 +139,3 @@ def _progress_bar():
         console=Console(stderr=True),
         transient=True,
     )
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -7,9 +7,10 @@ for 24-megapixel inputs while the output keeps every original pixel's resolution
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from sfumato.cloak_report import BudgetReport, CloakReport, EncoderShift, PoisonReport
 from sfumato.engine.budget import budget_map
 from sfumato.engine.devices import pick_device, release_freed_memory, set_threads
 from sfumato.engine.encoders import Encoder, load_encoder
@@ -34,11 +36,14 @@ from sfumato.engine.objectives import (
 from sfumato.engine.optimiser import search_perturbation
 from sfumato.engine.poison import PoisonPlan, combine_terms, plan_poison, targeted_success
 from sfumato.engine.stylizers import STYLIZERS
-from sfumato.engine.targets import StyleRequest, parse_style, reference_images, text_targets
+from sfumato.engine.targets import reference_images, text_targets
 from sfumato.engine.views import View, ViewSampler
 from sfumato.engine.visibility import hold_visibility_floor
-from sfumato.errors import UsageError
-from sfumato.options import CloakOptions
+from sfumato.errors import EncoderError, UsageError
+from sfumato.options import CloakRequest
+from sfumato.specs import StyleKind, StyleRequest, parse_style
+
+log = logging.getLogger(__name__)
 
 CENTROID_VIEWS = 6
 BAND = 512
@@ -49,7 +54,7 @@ class CloakResult:
     """``pixels``: float32 H×W×3 in [0, 1], already on the output's bit-depth grid."""
 
     pixels: np.ndarray
-    report: dict = field(default_factory=dict)
+    report: CloakReport
 
     @property
     def image(self) -> Image.Image:
@@ -67,10 +72,38 @@ def to_array(image: Image.Image | np.ndarray) -> np.ndarray:
     return array
 
 
-def load_encoders(specs: Sequence[str], device: torch.device) -> list[Encoder]:
+def load_encoders(
+    specs: Sequence[str],
+    device: torch.device,
+    *,
+    skip_unavailable: bool = False,
+    skipped: dict[str, str] | None = None,
+    purpose: str = "the ensemble",
+) -> list[Encoder]:
+    """The one ensemble loader (cloak, daemon, check). With ``skip_unavailable`` a member that
+    cannot be loaded (no network for a first download) is left out with one warning, as long as
+    one remains; ``skipped`` (spec → why) remembers such members, so a daemon asks only once."""
     if not specs:
         raise UsageError("no encoder given: name at least one, for example effnet-lite:0")
-    return [load_encoder(spec, device) for spec in specs]
+    skipped = {} if skipped is None else skipped
+    loaded, first_error = [], None
+    for spec in specs:
+        if spec in skipped:
+            continue
+        try:
+            loaded.append(load_encoder(spec, device))
+        except EncoderError as exc:
+            if not skip_unavailable:
+                raise
+            first_error = first_error or exc
+            skipped[spec] = str(exc)
+            log.warning("leaving %s out of %s: %s", spec, purpose, exc)
+    if not loaded:
+        if first_error is not None:
+            raise first_error
+        reasons = "; ".join(skipped[s] for s in specs if s in skipped)
+        raise EncoderError(f"no encoder of {', '.join(specs)} could be loaded: {reasons}")
+    return loaded
 
 
 def working_copy(pixels: np.ndarray, side: int, device: torch.device) -> torch.Tensor:
@@ -130,7 +163,7 @@ def build_terms(
     encoders: Sequence[Encoder], image: torch.Tensor, request: StyleRequest, seed: int
 ) -> tuple[list[StyleTerm], torch.Tensor | None]:
     views = fixed_views(image, seed)
-    if request.kind == "builtin":
+    if request.kind is StyleKind.BUILTIN:
         target_image = STYLIZERS[request.value](image).clamp(0, 1)
         # Aligned views: each view of the cloak is measured against the same view of the target.
         terms = [StyleTerm(e, original_image=image, target_image=target_image) for e in encoders]
@@ -139,9 +172,9 @@ def build_terms(
     if spatial:
         raise UsageError(
             f"encoder {spatial[0]} compares images region by region and needs a built-in style "
-            f"({', '.join(STYLIZERS)}), not {request.kind} targets"
+            f"({', '.join(STYLIZERS)}), not {request.kind.value} targets"
         )
-    if request.kind == "text":
+    if request.kind is StyleKind.TEXT:
         targets = text_targets(encoders, request.value)
     else:
         refs = [
@@ -174,10 +207,12 @@ def anchor_terms(
     return terms
 
 
-def poison_report(plan: PoisonPlan | None, encoders: Sequence[Encoder], cloaked: torch.Tensor) -> dict | None:
+def poison_report(
+    plan: PoisonPlan | None, encoders: Sequence[Encoder], cloaked: torch.Tensor
+) -> PoisonReport | None:
     if plan is None:
         return None
-    return {**plan.report(), **targeted_success(encoders, cloaked, plan.target)}
+    return PoisonReport(**plan.report(), **targeted_success(encoders, cloaked, plan.target))
 
 
 def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: int) -> np.ndarray:
@@ -268,7 +303,7 @@ def _within_ssim_floor(
 
 def cloak_image(
     image: Image.Image | np.ndarray,
-    options: CloakOptions | None = None,
+    options: CloakRequest | None = None,
     *,
     encoders: Sequence[Encoder] | None = None,
     bit_depth: int = 8,
@@ -277,7 +312,7 @@ def cloak_image(
     should_stop: Callable[[], bool] | None = None,
 ) -> CloakResult:
     """Cloak one image toward ``options.style``; see :class:`CloakResult` and the report keys."""
-    options = options or CloakOptions()
+    options = options or CloakRequest()
     started = time.perf_counter()
     set_threads(options.threads)
     device = pick_device(options.device)
@@ -291,14 +326,14 @@ def cloak_image(
     request = parse_style(options.style)
     poison = None
     if options.poison:
-        poison = plan_poison(encoders, work, options.poison, options.extra.get("poison_targets"))
-        poison.terms += anchor_terms(encoders, work, options.extra.get("poison_anchors"), options.seed)
-    elif request.kind == "none":
+        poison = plan_poison(encoders, work, options.poison, options.poison_targets)
+        poison.terms += anchor_terms(encoders, work, options.poison_anchors, options.seed)
+    elif request.kind is StyleKind.NONE:
         raise UsageError("style none without poisoning leaves nothing to do: choose a style or enable poison")
-    if request.kind == "auto":
-        request = StyleRequest("builtin", choose_auto_style(encoders, work))
+    if request.kind is StyleKind.AUTO:
+        request = StyleRequest(StyleKind.BUILTIN, choose_auto_style(encoders, work))
     terms, target_image = (
-        ([], None) if request.kind == "none" else build_terms(encoders, work, request, options.seed)
+        ([], None) if request.kind is StyleKind.NONE else build_terms(encoders, work, request, options.seed)
     )
     latent = any(term.encoder.spatial for term in terms)
     ssim_floor = budget.latent_ssim_floor if latent else None
@@ -333,37 +368,36 @@ def cloak_image(
             goal = clean_embedding(enc, target_image) if target_image is not None else term.target
             shift = float(projection_shift(after[None], before[None], goal[None])[0])
             encoder_reports.append(
-                {
-                    "encoder": enc.spec,
-                    "loss_before": round(1 - float(before @ goal), 5),
-                    "loss_after": round(1 - float(after @ goal), 5),
-                    "shift": round(shift, 4),
-                }
+                EncoderShift(
+                    encoder=enc.spec,
+                    loss_before=round(1 - float(before @ goal), 5),
+                    loss_after=round(1 - float(after @ goal), 5),
+                    shift=round(shift, 4),
+                )
             )
-    report = {
-        "target": request.label,
-        "target_kind": request.kind,
-        "intensity": options.intensity,
-        "quality": options.quality,
-        "budget": {
-            "max_change": round(budget.eps_max * 255, 3),
-            "psnr_floor": round(budget.psnr_floor, 2),
-            "jod_floor": round(budget.jod_floor, 2),
-            "ssimulacra2_floor": round(budget.ssimulacra2_floor, 1),
-            "mean_budget": round(float(eps.mean()) * 255, 3),
-        },
-        "psnr": round(achieved, 3),
-        "ssim": round(similarity, 5),
-        "max_change": round(max_change(pixels, out), 3),
-        "encoders": encoder_reports,
-        "poison": poison_report(poison, encoders, cloaked_work),
-        "steps": search.steps if budget.eps_max > 0 else 0,
-        "views": search.views,
-        "working_size": list(work.shape[-2:]),
-        "device": str(device),
-        "seed": options.seed,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    report = CloakReport(
+        style=request,
+        intensity=options.intensity,
+        quality=options.quality,
+        budget=BudgetReport(
+            max_change=round(budget.eps_max * 255, 3),
+            psnr_floor=round(budget.psnr_floor, 2),
+            jod_floor=round(budget.jod_floor, 2),
+            ssimulacra2_floor=round(budget.ssimulacra2_floor, 1),
+            mean_budget=round(float(eps.mean()) * 255, 3),
+        ),
+        psnr=round(achieved, 3),
+        ssim=round(similarity, 5),
+        max_change=round(max_change(pixels, out), 3),
+        encoders=tuple(encoder_reports),
+        poison=poison_report(poison, encoders, cloaked_work),
+        steps=search.steps if budget.eps_max > 0 else 0,
+        views=search.views,
+        working_size=(int(work.shape[-2]), int(work.shape[-1])),
+        device=str(device),
+        seed=options.seed,
+        seconds=round(time.perf_counter() - started, 3),
+    )
     return CloakResult(pixels=out, report=report)
 
 

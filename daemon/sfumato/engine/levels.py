@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sfumato.options import parse_intensity, parse_quality
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -117,3 +115,37 @@ def search_for(quality: str, steps: int | None = None) -> Search:
     if steps is not None:
         return Search(steps=max(1, int(steps)), views=preset.views, work_side=preset.work_side)
     return preset
+
+
+# The names a user may give are the tables' own keys: one list, here, read by the CLI and config.
+INTENSITY_LEVELS: tuple[str, ...] = tuple(INTENSITIES)
+QUALITY_LEVELS: tuple[str, ...] = tuple(QUALITIES)
+DEFAULT_INTENSITY = "default"
+DEFAULT_QUALITY = "default"
+
+
+def parse_intensity(value: str | float | int) -> str | float:
+    """A level name or a number of 1/255 steps (0-64); raises ValueError with a user-facing reason."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        text = str(value).strip().lower()
+        if text in INTENSITY_LEVELS:
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(
+                f"intensity must be one of {', '.join(INTENSITY_LEVELS)} or a number of 1/255 "
+                f"steps, not {value!r}"
+            ) from None
+    if not 0 <= number <= 64:
+        raise ValueError(f"intensity {number:g} is out of range: use 0 to 64 (1/255 units)")
+    return number
+
+
+def parse_quality(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in QUALITY_LEVELS:
+        raise ValueError(f"quality must be one of {', '.join(QUALITY_LEVELS)}, not {value!r}")
+    return text

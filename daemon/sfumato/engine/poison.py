@@ -21,7 +21,7 @@ varied copies of themselves (``Encoder.varied``), so the poison cannot rest on o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +31,7 @@ from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.objectives import view_batch
 from sfumato.engine.views import View, ViewSampler
 from sfumato.errors import EncoderError, UsageError
+from sfumato.specs import PoisonRequest  # parsed by sfumato.specs, the one poison-spec parser
 
 # Open-vocabulary encoders (CLIP) detect and pick among these everyday concepts.
 COMMON_CONCEPTS: tuple[str, ...] = (
@@ -52,27 +53,6 @@ FEATURE_WEIGHT = 3.0  # weight of the feature-to-class-row cosine beside the cap
 TEXT_LOGIT_SCALE = 100.0  # CLIP's own temperature for zero-shot probabilities
 TOP_K = 5  # targeted success: the target is among the top-5 predictions
 VARIATION_SEED = 20200  # the classifiers' random variations during the search (Encoder.varied)
-
-
-@dataclass(frozen=True)
-class PoisonRequest:
-    """``concept``/``target``: concept names, or "auto" for the engine to choose."""
-
-    concept: str
-    target: str
-
-
-def parse_poison(text: str) -> PoisonRequest:
-    """``CONCEPT:TARGET`` (either may be ``auto``; a bare ``CONCEPT`` means ``CONCEPT:auto``)."""
-    concept, _, target = (text or "").partition(":")
-    concept, target = concept.strip() or "auto", target.strip() or "auto"
-    if concept.lower() == "auto":
-        concept = "auto"
-    if target.lower() == "auto":
-        target = "auto"
-    if concept != "auto" and concept.lower() == target.lower():
-        raise UsageError(f"poison {text!r} names the same concept twice: the target must differ")
-    return PoisonRequest(concept, target)
 
 
 def concept_encoders(encoders: Sequence[Encoder]) -> list[Encoder]:
@@ -308,12 +288,11 @@ class PoisonPlan:
 def plan_poison(
     encoders: Sequence[Encoder],
     image: torch.Tensor,
-    spec: str,
-    known_targets: dict[str, str] | None = None,
+    request: PoisonRequest,
+    known_targets: Mapping[str, str] | None = None,
 ) -> PoisonPlan:
     """Resolve ``CONCEPT:TARGET`` for this image; ``known_targets`` (concept → target, from the
     daemon's ledger) keeps an auto target stable even if the ensemble changes."""
-    request = parse_poison(spec)
     names = vocabulary(encoders)
     if request.concept == "auto":
         concept, confidence = detect_concept(encoders, image)

@@ -1,9 +1,8 @@
-"""Resolve a style request (built-in name, free text, folder of references, auto) to a target."""
+"""A style request's target: reference images of a folder, text embeddings per encoder."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,41 +10,11 @@ import torch
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.errors import EncoderError, UsageError
+from sfumato.specs import StyleRequest, parse_style  # parsed where the CLI and config parse it
+
+__all__ = ["StyleRequest", "parse_style", "reference_images", "text_targets"]
 
 REFERENCE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-
-
-@dataclass(frozen=True)
-class StyleRequest:
-    """``kind``: "builtin" (``value`` names a stylizer), "text", "folder" (a path), "auto" or
-    "none" (no style cloak: poison alone)."""
-
-    kind: str
-    value: str
-
-    @property
-    def label(self) -> str:
-        """The name the report gives and a caller can pass back as ``style`` to get the same target."""
-        return self.value
-
-
-def parse_style(style: str) -> StyleRequest:
-    text = (style or "auto").strip()
-    if not text:
-        raise UsageError("style is empty: give a built-in style, free text, a folder or auto")
-    lowered = text.lower()
-    if lowered == "auto":
-        return StyleRequest("auto", "auto")
-    if lowered == "none":
-        return StyleRequest("none", "none")
-    if lowered in STYLIZERS:
-        return StyleRequest("builtin", lowered)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return StyleRequest("folder", str(path.resolve()))
-    if any(sep in text for sep in ("/", "\\")) and not path.exists():
-        raise UsageError(f"style folder {text} does not exist")
-    return StyleRequest("text", text)
 
 
 def reference_images(folder: Path) -> list[Path]:

@@ -10,41 +10,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from sfumato.cloak_report import CloakReport, QuickCheck
 from sfumato.engine.cloak import working_copy
 from sfumato.engine.encoders import Encoder, load_encoder
 from sfumato.engine.metrics import max_change
 from sfumato.errors import EncoderError
+from sfumato.options import CheckRequest
 from sfumato.verify.protection import transform_figures
-from sfumato.verify.settings import DEFAULT_CHECK, check_settings
-from sfumato.verify.targets import target_from_report, usable
+from sfumato.verify.targets import target_of_cloak, usable
 from sfumato.verify.transforms import TRANSFORMS
 
 log = logging.getLogger(__name__)
 
 CHECK_SIDE = 512  # the verifier looks at 240 px anyway; the JPEG is made at this size
 CHECK_TRANSFORMS = ("none", "jpeg75")
-
-
-@dataclass
-class QuickCheck:
-    """``shift``: the smallest verifier shift over the image itself and its JPEG re-save."""
-
-    passed: bool
-    encoder: str
-    held_out: bool
-    threshold: float
-    shift: float
-    shifts: dict
-    seconds: float
-    reason: str | None = None
-
-    def as_report(self) -> dict:
-        return asdict(self)
 
 
 def nothing_changed(original: np.ndarray, cloaked: np.ndarray) -> bool:
@@ -72,25 +55,26 @@ def pick_verifier(
 def quick_check(
     original: np.ndarray,
     cloaked: np.ndarray,
-    report: dict,
-    settings: dict,
+    report: CloakReport,
+    settings: CheckRequest,
     cloak_encoders: Sequence[Encoder],
 ) -> QuickCheck:
-    """Verdict on one cloak (pixels H×W×3 in [0, 1]; ``report`` from ``cloak_image``)."""
+    """Verdict on one cloak (pixels H×W×3 in [0, 1]; ``report`` from ``cloak_image``;
+    ``settings`` resolved, every field set)."""
     if nothing_changed(original, cloaked):
         return _unchanged(settings)
     started = time.perf_counter()
     device = next(iter(cloak_encoders[0].buffers())).device if cloak_encoders else torch.device("cpu")
     x = working_copy(original, CHECK_SIDE, device)
     c = working_copy(cloaked, CHECK_SIDE, device)
-    target = target_from_report(report, x)
-    verifier, held_out = pick_verifier(settings["encoder"], cloak_encoders, device, target)
+    target = target_of_cloak(report, x)
+    verifier, held_out = pick_verifier(settings.encoder, cloak_encoders, device, target)
     shifts = {
         name: transform_figures(verifier, x, c, target, TRANSFORMS[name])["shift"]
         for name in CHECK_TRANSFORMS
     }
     shift = min(shifts.values())
-    threshold = float(settings["threshold"])
+    threshold = float(settings.threshold)
     passed = shift >= threshold
     reason = None
     if not passed:
@@ -115,26 +99,26 @@ def quick_check(
 def verdict_for(
     original: np.ndarray,
     cloaked: np.ndarray,
-    report: dict,
-    settings: dict,
+    report: CloakReport,
+    settings: CheckRequest,
     cloak_encoders: Sequence[Encoder],
 ) -> QuickCheck | None:
     """The quick check if enabled; with it disabled, still a failing verdict for a cloak that
     changed nothing (intensity 0), which is never protected; otherwise None."""
-    if settings.get("enabled", True):
+    if settings.enabled is not False:
         return quick_check(original, cloaked, report, settings, cloak_encoders)
     if not nothing_changed(original, cloaked):
         return None
     return _unchanged(settings)
 
 
-def _unchanged(settings: dict) -> QuickCheck:
+def _unchanged(settings: CheckRequest) -> QuickCheck:
     """A cloak that changed nothing fails without asking any model (and whatever the threshold)."""
     return QuickCheck(
         passed=False,
         encoder="",
         held_out=False,
-        threshold=float(settings.get("threshold", 0.0)),
+        threshold=float(settings.threshold or 0.0),
         shift=0.0,
         shifts={},
         seconds=0.0,
@@ -142,4 +126,4 @@ def _unchanged(settings: dict) -> QuickCheck:
     )
 
 
-__all__ = ["DEFAULT_CHECK", "QuickCheck", "check_settings", "quick_check", "verdict_for"]
+__all__ = ["QuickCheck", "quick_check", "verdict_for"]

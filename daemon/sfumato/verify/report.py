@@ -11,6 +11,7 @@ import torch
 from sfumato.engine.cloak import working_copy
 from sfumato.engine.encoders import Encoder
 from sfumato.errors import UsageError
+from sfumato.specs import parse_checked_poison
 from sfumato.verify.figures import visual_change
 from sfumato.verify.protection import encoder_protection, purified_protection, strongest_builtin
 from sfumato.verify.purifiers import PURIFIERS, Purifier
@@ -25,11 +26,7 @@ CHECK_SIDE = 768  # what encoders and scrapers look at anyway (a little above th
 
 def poison_target(poison: str) -> CheckTarget:
     """``CONCEPT:TARGET`` (or just ``TARGET``): what a model should learn the image shows."""
-    concept, sep, target = poison.partition(":")
-    target = (target if sep else concept).strip()
-    if not target or target == "auto":
-        raise UsageError(f"--poison {poison!r} needs the target concept to check, e.g. cow:handbag")
-    return CheckTarget("text", target)
+    return CheckTarget("text", parse_checked_poison(poison).target)
 
 
 def check_images(

@@ -9,12 +9,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from sfumato.cloak_report import CloakReport
 from sfumato.engine.cloak import to_array, working_copy
 from sfumato.engine.encoders import Encoder
 from sfumato.engine.objectives import unit
 from sfumato.engine.stylizers import STYLIZERS
-from sfumato.engine.targets import StyleRequest, parse_style, reference_images, text_targets
+from sfumato.engine.targets import reference_images, text_targets
 from sfumato.errors import EncoderError, UsageError
+from sfumato.specs import StyleKind, StyleRequest, parse_style
 
 
 def embed(encoder: Encoder, image: torch.Tensor) -> torch.Tensor:
@@ -58,12 +60,16 @@ def builtin_target(name: str, original: torch.Tensor) -> CheckTarget:
 
 def resolve_target(style: str, original: torch.Tensor) -> CheckTarget:
     """A target from a style as ``sfumato cloak --style`` takes it (``auto`` is the caller's job)."""
-    request: StyleRequest = parse_style(style)
-    if request.kind == "auto":
+    return target_for(parse_style(style), original)
+
+
+def target_for(request: StyleRequest, original: torch.Tensor) -> CheckTarget:
+    """The check target of a parsed style (``auto`` is the caller's job)."""
+    if request.kind is StyleKind.AUTO:
         raise UsageError("style auto must be resolved by trying every built-in style")
-    if request.kind == "builtin":
+    if request.kind is StyleKind.BUILTIN:
         return builtin_target(request.value, original)
-    if request.kind == "text":
+    if request.kind is StyleKind.TEXT:
         return CheckTarget("text", request.value)
     refs = [
         working_copy(to_array(Image.open(p)), 512, original.device)
@@ -72,14 +78,11 @@ def resolve_target(style: str, original: torch.Tensor) -> CheckTarget:
     return CheckTarget("folder", request.value, references=refs)
 
 
-def target_from_report(report: dict, original: torch.Tensor) -> CheckTarget:
-    """The target a cloak's report names (``target``/``target_kind``), for checking that cloak."""
-    kind, label = report.get("target_kind", "builtin"), report["target"]
-    if kind == "none" and report.get("poison"):  # poison alone: check the concept it learns
-        return CheckTarget("text", report["poison"]["target"])
-    if kind == "builtin":
-        return builtin_target(label, original)
-    return resolve_target(label, original)
+def target_of_cloak(report: CloakReport, original: torch.Tensor) -> CheckTarget:
+    """The target the cloak aimed at, as its report holds it, for checking that cloak."""
+    if report.poison_only and report.poison is not None:  # poison alone: the concept it learns
+        return CheckTarget("text", report.poison.target)
+    return target_for(report.style, original)
 
 
 def usable(encoders: Sequence[Encoder], target: CheckTarget) -> list[Encoder]:

@@ -10,13 +10,13 @@ import importlib
 import torch
 
 from sfumato.engine.encoders.base import Encoder
-from sfumato.errors import UnknownEncoderError
+from sfumato.specs import EncoderKind, parse_encoder
 
-# scheme -> module with ``load(rest: str, device: torch.device) -> Encoder``
+# kind -> module with ``load(rest: str, device: torch.device) -> Encoder``
 LOADERS = {
-    "openclip": "sfumato.engine.encoders.openclip",
-    "effnet-lite": "sfumato.engine.encoders.effnet",
-    "tae": "sfumato.engine.encoders.tae",
+    EncoderKind.OPENCLIP: "sfumato.engine.encoders.openclip",
+    EncoderKind.EFFNET_LITE: "sfumato.engine.encoders.effnet",
+    EncoderKind.TAE: "sfumato.engine.encoders.tae",
 }
 
 _CACHE: dict[tuple[str, str], Encoder] = {}
@@ -24,16 +24,13 @@ _CACHE: dict[tuple[str, str], Encoder] = {}
 
 def load_encoder(spec: str, device: torch.device | str = "cpu") -> Encoder:
     """Load (once per process and device) the encoder a spec names, frozen and in eval mode."""
-    spec = spec.strip()
-    scheme, sep, rest = spec.partition(":")
-    if not sep or scheme not in LOADERS:
-        known = ", ".join(f"{s}:..." for s in LOADERS)
-        raise UnknownEncoderError(f"unknown encoder {spec!r}: use one of {known}")
+    parsed = parse_encoder(spec)  # an unknown kind or model family: one sentence, before any import
+    spec = parsed.text
     device = torch.device(device)
     key = (spec, str(device))
     if key not in _CACHE:
-        module = importlib.import_module(LOADERS[scheme])
-        encoder = module.load(rest, device)
+        module = importlib.import_module(LOADERS[parsed.kind])
+        encoder = module.load(parsed.rest, device)
         encoder.spec = spec
         encoder.eval().requires_grad_(False)
         _CACHE[key] = encoder.to(device)

@@ -16,7 +16,8 @@ import torch
 
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import imagenet_classnames
-from sfumato.errors import EncoderError, UnknownEncoderError
+from sfumato.errors import EncoderError
+from sfumato.specs import parse_encoder
 
 # A varied model (see ``Encoder.varied``): every residual block's skip connection is scaled by a
 # random factor in 1 ± SKIP_EROSION (the ghost networks of Li et al., 2020), and only
@@ -100,9 +101,8 @@ class EffNetLiteEncoder(Encoder):
 
 
 def load(rest: str, device: torch.device) -> EffNetLiteEncoder:
-    variant = _VARIANTS.get(rest.strip())
-    if variant is None:
-        raise UnknownEncoderError(f"unknown encoder 'effnet-lite:{rest}': use effnet-lite:0, 1 or 2")
+    rest = parse_encoder(f"effnet-lite:{rest}").model  # the variant is checked there
+    variant = _VARIANTS[rest]
     try:
         from efficientnet_lite_pytorch import EfficientNet
 

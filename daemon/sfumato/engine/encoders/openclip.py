@@ -19,7 +19,8 @@ import torch
 from sfumato.engine.encoders.attention import use_batch_first_attention
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
-from sfumato.errors import EncoderError, UnknownEncoderError
+from sfumato.errors import EncoderError
+from sfumato.specs import parse_encoder
 
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
 _registered = False
@@ -34,21 +35,6 @@ def _open_clip():
         open_clip.add_model_config(_CONFIG_DIR)
         _registered = True
     return open_clip
-
-
-def parse_spec(rest: str) -> tuple[str, str | None, Path | None]:
-    """``NAME/TAG`` → (name, tag, None); ``NAME@PATH`` → (name, None, path)."""
-    if "@" in rest:
-        name, _, path = rest.partition("@")
-        return name, None, Path(path).expanduser()
-    name, sep, tag = rest.partition("/")
-    if not sep or not tag:
-        raise EncoderError(
-            f"encoder 'openclip:{rest}' needs a pretrained tag or a checkpoint: "
-            f"openclip:{name}/TAG (for example openclip:ViT-B-32/laion2b_s34b_b79k), "
-            f"openclip:{name}@FILE or openclip:{name}/random"
-        )
-    return name, tag, None
 
 
 class OpenClipEncoder(Encoder):
@@ -157,12 +143,8 @@ def _create(open_clip, name: str, pretrained: str | None, device: torch.device, 
 
 def load(rest: str, device: torch.device) -> OpenClipEncoder:
     open_clip = _open_clip()
-    name, tag, path = parse_spec(rest)
-    if name not in open_clip.list_models():
-        raise UnknownEncoderError(
-            f"unknown open_clip model {name!r}: see open_clip.list_models() for names "
-            f"(the default is ViT-B-32)"
-        )
+    spec = parse_encoder(f"openclip:{rest}")  # the model family is checked there, without torch
+    name, tag, path = spec.model, spec.tag, spec.path
     if path is not None:
         if not path.is_file():
             raise EncoderError(f"open_clip checkpoint {path} does not exist")

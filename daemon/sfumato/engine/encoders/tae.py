@@ -24,6 +24,7 @@ from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.taef2_net import build_decoder, build_encoder
 from sfumato.errors import EncoderError
 from sfumato.fileops import atomic_write_bytes, file_sha256
+from sfumato.specs import parse_encoder
 
 SOURCE_URL = "https://github.com/madebyollin/taesd/raw/main/"
 ENCODER_FILE = "taef2_encoder.pth"
@@ -132,13 +133,9 @@ def _load_state(module: nn.Module, path: Path) -> nn.Module:
 
 
 def load(rest: str, device: torch.device) -> TAEF2Encoder:
-    name, sep, folder = rest.strip().partition("@")
-    if name != "flux2":
-        raise EncoderError(f"unknown encoder 'tae:{rest}': use tae:flux2 or tae:flux2@DIR")
-    if sep:
-        if not folder:
-            raise EncoderError("tae:flux2@ needs a folder after '@', or use plain tae:flux2")
-        weights_dir = Path(folder).expanduser()
+    spec = parse_encoder(f"tae:{rest}")  # the model and the folder's '@' are checked there
+    if spec.path is not None:
+        weights_dir = spec.path
     else:
         weights_dir = cache_dir()
         download_weights(weights_dir)
