@@ -127,7 +127,7 @@ class _Strict(BaseModel):
 
 
 class CheckSettings(_Strict):
-    """Whether to verify each cloak with an encoder left out of the search (another issue)."""
+    """Whether to verify each cloak with an encoder left out of the search."""
 
     enabled: bool | None = None
     encoder: EncoderSpec = None
@@ -139,7 +139,7 @@ CHECK_DEFAULTS = DEFAULT_CHECK  # one default, shared with the quick check itsel
 
 
 class PoisonSettings(_Strict):
-    """Per-folder poisoning (filled in by the poisoning issue): ``concept`` shown to a model as
+    """Per-folder poisoning: ``concept`` shown to a model as
     ``target``; ``auto`` lets the engine choose."""
 
     enabled: bool = False
