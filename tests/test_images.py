@@ -304,6 +304,22 @@ def test_16_bit_output_decodes_in_pillow_itself(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(out), (colour >> 8).astype(np.uint8))
 
 
+@pytest.mark.parametrize("channels", [2, 3])
+def test_16_bit_png_keeps_profile_dpi_and_text_under_keep(tmp_path: Path, channels: int) -> None:
+    """The 16-bit writer carries the same chunks as Pillow's own: ICC, pHYs, text, before IDAT."""
+    art = read_artwork(png16_file(tmp_path / "deep.png", noise(channels=channels, bits=16)))
+    profile = srgb_profile()
+    art.icc_profile, art.dpi, art.png_text = profile, (300.0, 300.0), {"Title": "olive grove"}
+    data = encode_artwork(art, art.rgb, metadata="keep")
+    info = reread(data).info
+    assert info["icc_profile"] == profile and info["Title"] == "olive grove"
+    assert tuple(round(v) for v in info["dpi"]) == (300, 300)
+    assert data.index(b"iCCP") < data.index(b"IDAT") and data.index(b"pHYs") < data.index(b"IDAT")
+    (tmp_path / "out.png").write_bytes(data)
+    again = read_artwork(tmp_path / "out.png")
+    assert again.bit_depth == 16 and np.array_equal(again.rgb, art.rgb)
+
+
 # --- colour profile and metadata ----------------------------------------------------------------
 
 

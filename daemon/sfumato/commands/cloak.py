@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     cloaker.prepare(options)  # unknown or unavailable encoders fail here, once, before any file
     progress = None if args.json or not sys.stderr.isatty() else _progress_bar()
     failures = 0
-    with progress or _nullcontext():
+    with progress or contextlib.nullcontext():
         for src in files:
             record = cloak_one(cloaker, src, args, options, progress)
             failures += record["status"] != "ok"
@@ -137,11 +138,3 @@ def _progress_bar():
         console=Console(stderr=True),
         transient=True,
     )
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
