@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
-from enginekit import TINY_CLIP
+from enginekit import TINY_CLIP, artwork
+from sfumato.engine.cloak import cloak_image, load_encoders
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.encoders import openclip as openclip_loader
 from sfumato.engine.encoders.attention import BatchFirstSelfAttention
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
-from sfumato.errors import EncoderError, UnknownEncoderError, UsageError
+from sfumato.errors import EncoderError, MissingPackageError, UnknownEncoderError, UsageError
+from sfumato.options import CloakOptions
 
 
 @pytest.mark.parametrize("spec", [TINY_CLIP, "effnet-lite:0"])
@@ -189,3 +193,30 @@ def test_a_checkpoint_gone_before_the_text_tower_is_needed_is_one_clear_sentence
     with pytest.raises(EncoderError, match="could not load the text tower of openclip:sfumato-tiny@") as err:
         encoder.embed_concepts(["a cow"])
     assert "\n" not in str(err.value)
+
+
+TINY_SIGLIP = "openclip:sfumato-tiny-siglip/random"  # SigLIP's text side (a Hugging Face tokenizer)
+
+
+@pytest.fixture
+def without_transformers(monkeypatch):
+    """As if ``transformers`` (sfumato[siglip]) were not installed: importing it fails."""
+    monkeypatch.setitem(sys.modules, "transformers", None)
+
+
+def test_a_siglip_encoder_cloaks_toward_a_built_in_style_without_transformers(without_transformers):
+    encoders = load_encoders([TINY_SIGLIP], torch.device("cpu"))
+    options = CloakOptions(style="pixelart", encoders=(TINY_SIGLIP,), steps=4, threads=1)
+    result = cloak_image(artwork(64), options, encoders=encoders)
+    member = result.report["encoders"][0]
+    assert member["loss_after"] < member["loss_before"]
+
+
+def test_a_text_style_on_siglip_without_transformers_names_the_extra_in_one_sentence(without_transformers):
+    encoders = load_encoders([TINY_SIGLIP], torch.device("cpu"))
+    options = CloakOptions(style="a cubist painting", encoders=(TINY_SIGLIP,), steps=2, threads=1)
+    with pytest.raises(MissingPackageError) as caught:
+        cloak_image(artwork(64), options, encoders=encoders)
+    message = str(caught.value)
+    assert "pip install 'sfumato[siglip]'" in message and "transformers" in message
+    assert "\n" not in message and message.count(". ") == 0

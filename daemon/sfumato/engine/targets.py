@@ -10,7 +10,7 @@ import torch
 
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.stylizers import STYLIZERS
-from sfumato.errors import EncoderError, UsageError
+from sfumato.errors import EncoderError, MissingPackageError, UsageError
 
 REFERENCE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -67,6 +67,8 @@ def text_targets(encoders: Sequence[Encoder], text: str) -> list[torch.Tensor]:
             )
         try:
             emb = enc.embed_concepts([text])[0]
+        except MissingPackageError:
+            raise
         except EncoderError:
             raise EncoderError(
                 f"style {text!r} is text, but encoder {enc.spec} cannot embed text: use a "
