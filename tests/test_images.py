@@ -53,6 +53,22 @@ def test_jpeg_named_png_is_read_as_jpeg(tmp_path: Path) -> None:
     assert read_artwork(path).format == "JPEG"
 
 
+@pytest.mark.parametrize("name", ["scan.jfif", "scan.JPE", "scan.jpeg"])
+def test_a_rare_jpeg_name_is_a_picture_to_the_daemon_the_cli_reference_folders_and_the_reader(
+    tmp_path: Path, name: str
+) -> None:
+    from sfumato.commands.cloak import expand_inputs
+    from sfumato.engine.targets import reference_images
+    from sfumato.paths import is_image_name
+
+    path = save(tmp_path / name, smooth(), fmt="JPEG")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    assert is_image_name(str(path))  # the daemon's outbox filter
+    assert expand_inputs([tmp_path]) == [path]  # sfumato cloak FOLDER
+    assert reference_images(tmp_path) == [path]  # a style folder
+    assert read_artwork(path).format == "JPEG"
+
+
 def test_gif_named_png_is_refused_naming_file_and_format(tmp_path: Path) -> None:
     path = save(tmp_path / "sketch.png", noise(), "GIF")
     assert sniff_format(path) is None

@@ -11,8 +11,7 @@ import torch
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.errors import EncoderError, MissingPackageError, UsageError
-
-REFERENCE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+from sfumato.image_names import is_image_name
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def parse_style(style: str) -> StyleRequest:
 
 
 def reference_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in REFERENCE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if is_image_name(p.name))
     if not files:
         raise UsageError(f"style folder {folder} holds no JPG or PNG reference images")
     return files
