@@ -220,3 +220,18 @@ def test_a_text_style_on_siglip_without_transformers_names_the_extra_in_one_sent
     message = str(caught.value)
     assert "pip install 'sfumato[siglip]'" in message and "transformers" in message
     assert "\n" not in message and message.count(". ") == 0
+
+
+def test_check_measures_a_siglip_encoder_without_transformers_only_without_zero_shot_names(
+    without_transformers,
+):
+    from sfumato.verify.protection import encoder_protection
+    from sfumato.verify.targets import builtin_target
+
+    encoder = load_encoder(TINY_SIGLIP)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    target = builtin_target("halftone", x)
+    cloaked = (0.7 * x + 0.3 * target.image).clamp(0, 1)
+    figures = encoder_protection(encoder, x, cloaked, target, ("none", "jpeg75"))
+    assert "error" not in figures and figures["shift"] > 0
+    assert figures["label_before"] is None and figures["label_after"] is None
