@@ -138,7 +138,7 @@ class ViewPool:
 
 def apply_view(view: View, image: torch.Tensor) -> torch.Tensor:
     """B×3×H×W in [0, 1] → B×3×out_height×out_width in [0, 1], under one view; differentiable
-    throughout (the ops are :mod:`sfumato.engine.image_ops`', in the order a re-post applies them)."""
+    throughout. The steps are :mod:`sfumato.engine.image_ops`, in the order a re-post applies them."""
     x = image_ops.crop(image, view.top, view.left, view.height, view.width)
     x = image_ops.resize(x, (view.out_height, view.out_width))
     if view.flip:

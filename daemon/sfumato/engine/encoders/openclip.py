@@ -90,6 +90,7 @@ class OpenClipEncoder(Encoder):
 
     @property
     def tokenizer(self) -> Callable[[Sequence[str]], torch.Tensor]:
+        """Made on first use: SigLIP's needs ``transformers``, which a built-in style must not."""
         if self._tokenizer is None:
             try:
                 self._tokenizer = self._make_tokenizer()
