@@ -54,9 +54,9 @@ ENSEMBLE = ("openclip:ViT-B-32/random", "effnet-lite:0")
 def reference_search(tae, x: torch.Tensor, args: argparse.Namespace) -> Image.Image:
     """Normalised-gradient ascent on the whole image's shift, projected onto the PSNR floor's
     RMS change and the largest change; the step shrinks linearly from half the floor's RMS."""
+    from sfumato.engine.image_ops import pixelart
     from sfumato.engine.levels import budget_for, search_for
     from sfumato.engine.objectives import projection_shift, unit
-    from sfumato.engine.stylizers import pixelart
 
     budget = budget_for(args.intensity)
     steps = args.steps or search_for(args.quality).steps
@@ -112,8 +112,8 @@ def reference_each(paths: list[Path], tae, args: argparse.Namespace):
 
 def efficacy(args: argparse.Namespace) -> None:
     from sfumato.engine.cloak import load_encoders
+    from sfumato.engine.image_ops import pixelart
     from sfumato.engine.objectives import projection_shift
-    from sfumato.engine.stylizers import pixelart
 
     (tae,) = load_encoders([TAEF2], torch.device("cpu"))
     if args.spread:  # every series of paintings in any prefix, not the olive groves first

@@ -72,7 +72,7 @@ class Judge:
             self.index = [n.lower() for n in held_out.concept_vocabulary()].index(target.lower())
 
     def prepare(self, original: torch.Tensor) -> None:
-        from sfumato.engine.stylizers import pixelart
+        from sfumato.engine.image_ops import pixelart
 
         if self.mode == "style":
             self.target = features(self.held_out, pixelart(original))

@@ -30,8 +30,8 @@ from _common import (
 def main() -> None:
     args = bench_parser(__doc__).parse_args()
 
+    from sfumato.engine.image_ops import pixelart
     from sfumato.engine.objectives import projection_shift
-    from sfumato.engine.stylizers import pixelart
 
     surrogates, held_out = transfer_encoders(args.threads)
     options = bench_options(args, style="pixelart", encoders=SURROGATES)

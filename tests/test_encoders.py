@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
-from enginekit import TINY_CLIP
+from enginekit import TINY_CLIP, artwork
+from sfumato.engine.cloak import cloak_image, load_encoders
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.encoders import openclip as openclip_loader
 from sfumato.engine.encoders.attention import BatchFirstSelfAttention
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
-from sfumato.errors import EncoderError, UnknownEncoderError, UsageError
+from sfumato.errors import EncoderError, MissingPackageError, UnknownEncoderError, UsageError
+from sfumato.options import CloakRequest
 
 
 @pytest.mark.parametrize("spec", [TINY_CLIP, "effnet-lite:0"])
@@ -189,3 +193,45 @@ def test_a_checkpoint_gone_before_the_text_tower_is_needed_is_one_clear_sentence
     with pytest.raises(EncoderError, match="could not load the text tower of openclip:sfumato-tiny@") as err:
         encoder.embed_concepts(["a cow"])
     assert "\n" not in str(err.value)
+
+
+TINY_SIGLIP = "openclip:sfumato-tiny-siglip/random"  # SigLIP's text side (a Hugging Face tokenizer)
+
+
+@pytest.fixture
+def without_transformers(monkeypatch):
+    """As if ``transformers`` (sfumato[siglip]) were not installed: importing it fails."""
+    monkeypatch.setitem(sys.modules, "transformers", None)
+
+
+def test_a_siglip_encoder_cloaks_toward_a_built_in_style_without_transformers(without_transformers):
+    encoders = load_encoders([TINY_SIGLIP], torch.device("cpu"))
+    options = CloakRequest(style="pixelart", encoders=(TINY_SIGLIP,), steps=4, threads=1)
+    result = cloak_image(artwork(64), options, encoders=encoders)
+    member = result.report.encoders[0]
+    assert member.loss_after < member.loss_before
+
+
+def test_a_text_style_on_siglip_without_transformers_names_the_extra_in_one_sentence(without_transformers):
+    encoders = load_encoders([TINY_SIGLIP], torch.device("cpu"))
+    options = CloakRequest(style="a cubist painting", encoders=(TINY_SIGLIP,), steps=2, threads=1)
+    with pytest.raises(MissingPackageError) as caught:
+        cloak_image(artwork(64), options, encoders=encoders)
+    message = str(caught.value)
+    assert "pip install 'sfumato[siglip]'" in message and "transformers" in message
+    assert "\n" not in message and message.count(". ") == 0
+
+
+def test_check_measures_a_siglip_encoder_without_transformers_only_without_zero_shot_names(
+    without_transformers,
+):
+    from sfumato.verify.protection import encoder_protection
+    from sfumato.verify.targets import builtin_target
+
+    encoder = load_encoder(TINY_SIGLIP)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    target = builtin_target("halftone", x)
+    cloaked = (0.7 * x + 0.3 * target.image).clamp(0, 1)
+    figures = encoder_protection(encoder, x, cloaked, target, ("none", "jpeg75"))
+    assert "error" not in figures and figures["shift"] > 0
+    assert figures["label_before"] is None and figures["label_after"] is None

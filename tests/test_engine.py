@@ -9,10 +9,11 @@ from PIL import Image
 
 from enginekit import TINY_CLIP, artwork, as_array, half_flat
 from sfumato.engine.cloak import apply_full_resolution, cloak_image, load_encoders, within_floor
+from sfumato.engine.image_ops import pixelart
 from sfumato.engine.levels import budget_for
 from sfumato.engine.metrics import psnr, ssim_score
 from sfumato.engine.objectives import projection_shift, unit
-from sfumato.engine.stylizers import STYLIZERS, pixelart
+from sfumato.engine.stylizers import STYLIZERS
 from sfumato.errors import Cancelled, EncoderError
 from sfumato.options import BUILTIN_STYLES, CloakRequest
 

@@ -53,6 +53,22 @@ def test_jpeg_named_png_is_read_as_jpeg(tmp_path: Path) -> None:
     assert read_artwork(path).format == "JPEG"
 
 
+@pytest.mark.parametrize("name", ["scan.jfif", "scan.JPE", "scan.jpeg"])
+def test_a_rare_jpeg_name_is_a_picture_to_the_daemon_the_cli_reference_folders_and_the_reader(
+    tmp_path: Path, name: str
+) -> None:
+    from sfumato.commands.cloak import expand_inputs
+    from sfumato.engine.targets import reference_images
+    from sfumato.paths import is_image_name
+
+    path = save(tmp_path / name, smooth(), fmt="JPEG")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    assert is_image_name(str(path))  # the daemon's outbox filter
+    assert expand_inputs([tmp_path]) == [path]  # sfumato cloak FOLDER
+    assert reference_images(tmp_path) == [path]  # a style folder
+    assert read_artwork(path).format == "JPEG"
+
+
 def test_gif_named_png_is_refused_naming_file_and_format(tmp_path: Path) -> None:
     path = save(tmp_path / "sketch.png", noise(), "GIF")
     assert sniff_format(path) is None
@@ -302,6 +318,22 @@ def test_16_bit_output_decodes_in_pillow_itself(tmp_path: Path) -> None:
     art = read_artwork(png16_file(tmp_path / "colour.png", colour))
     out = reread(encode_artwork(art, art.rgb))
     assert np.array_equal(np.asarray(out), (colour >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_16_bit_png_keeps_profile_dpi_and_text_under_keep(tmp_path: Path, channels: int) -> None:
+    """The 16-bit writer carries the same chunks as Pillow's own: ICC, pHYs, text, before IDAT."""
+    art = read_artwork(png16_file(tmp_path / "deep.png", noise(channels=channels, bits=16)))
+    profile = srgb_profile()
+    art.icc_profile, art.dpi, art.png_text = profile, (300.0, 300.0), {"Title": "olive grove"}
+    data = encode_artwork(art, art.rgb, metadata="keep")
+    info = reread(data).info
+    assert info["icc_profile"] == profile and info["Title"] == "olive grove"
+    assert tuple(round(v) for v in info["dpi"]) == (300, 300)
+    assert data.index(b"iCCP") < data.index(b"IDAT") and data.index(b"pHYs") < data.index(b"IDAT")
+    (tmp_path / "out.png").write_bytes(data)
+    again = read_artwork(tmp_path / "out.png")
+    assert again.bit_depth == 16 and np.array_equal(again.rgb, art.rgb)
 
 
 # --- colour profile and metadata ----------------------------------------------------------------

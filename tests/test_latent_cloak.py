@@ -12,10 +12,10 @@ from PIL import Image
 
 from sfumato.engine.cloak import build_terms, cloak_image
 from sfumato.engine.encoders import load_encoder
+from sfumato.engine.image_ops import pixelart
 from sfumato.engine.levels import budget_for
 from sfumato.engine.metrics import max_change, psnr, ssim_score
 from sfumato.engine.objectives import projection_shift, unit
-from sfumato.engine.stylizers import pixelart
 from sfumato.engine.views import ViewSampler
 from sfumato.options import CloakRequest
 from sfumato.specs import StyleKind, StyleRequest

@@ -8,8 +8,8 @@ import torch
 
 from enginekit import artwork, as_array
 from sfumato.engine.cloak import load_encoders
+from sfumato.engine.image_ops import pixelart
 from sfumato.engine.objectives import StyleTerm
-from sfumato.engine.stylizers import pixelart
 from sfumato.engine.views import ENCODER_SCALES, ViewPool
 
 

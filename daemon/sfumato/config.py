@@ -136,7 +136,7 @@ class _Strict(BaseModel):
 
 
 class CheckSettings(_Strict):
-    """Whether to verify each cloak with an encoder left out of the search (another issue)."""
+    """Whether to verify each cloak with an encoder left out of the search."""
 
     enabled: bool | None = None
     encoder: EncoderSpec = None

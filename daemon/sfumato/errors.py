@@ -25,6 +25,10 @@ class UnknownEncoderError(EncoderError, UsageError):
     """An encoder spec that names nothing known: bad usage (exit status 2)."""
 
 
+class MissingPackageError(EncoderError):
+    """An encoder needs an optional package for what was asked: the message names the extra."""
+
+
 class BadImageError(SfumatoError):
     """A file that will never be cloaked as it is: corrupt, truncated, unsupported or too large.
 

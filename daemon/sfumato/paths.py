@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from sfumato import image_names
 from sfumato.config import FolderSettings
 from sfumato.logs import quoted
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif"})
 
 # Names of files still being written: browsers (.part, .crdownload, .download, .opdownload),
 # editors and copy tools (.tmp, .swp, ~), rsync (hidden .name.XXXXXX), our own temp files.
@@ -39,7 +38,8 @@ def is_temp_name(name: str) -> bool:
 
 
 def is_image_name(name: str) -> bool:
-    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+    """An outbox file named as a picture (the daemon also takes one whose bytes say so)."""
+    return image_names.is_image_name(name)
 
 
 def has_download_sibling(path: Path) -> bool:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from sfumato.commands.cloak_options import add_cloak_options, options_from
 from sfumato.errors import SfumatoError, UsageError
+from sfumato.image_names import is_image_name
 from sfumato.options import CloakRequest
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +47,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(p for p in item.iterdir() if is_image_name(p.name)))
         else:
             files.append(item)
     if not files:

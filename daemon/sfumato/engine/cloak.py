@@ -22,7 +22,7 @@ from sfumato.cloak_report import BudgetReport, CloakReport, EncoderShift, Poison
 from sfumato.engine.budget import budget_map
 from sfumato.engine.devices import pick_device, release_freed_memory, set_threads
 from sfumato.engine.encoders import Encoder, load_encoder
-from sfumato.engine.encoders.base import resize_antialiased
+from sfumato.engine.image_ops import resize_antialiased
 from sfumato.engine.levels import LATENT_TEXTURE_MASKING, budget_for, search_for
 from sfumato.engine.metrics import max_change, psnr, ssim_score
 from sfumato.engine.objectives import (

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from sfumato.engine.encoders.base import Encoder, resize_antialiased
-from sfumato.engine.views import View, apply_view
+from sfumato.engine.encoders.base import Encoder
+from sfumato.engine.image_ops import resize_antialiased
+from sfumato.engine.views import View, apply_view, multiple_of_8
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -33,10 +34,6 @@ MAP_WEIGHT = 0.25  # share of the mid-level map in an aligned pooled term (measu
 
 SPATIAL_WINDOW = 512  # largest side, in working pixels, that a spatial encoder looks at per step
 SPATIAL_SCALES = (0.85, 1.15)  # around the image's own scale, for views other than the whole image
-
-
-def _multiple_of_8(value: float) -> int:
-    return max(8, int(round(value / 8)) * 8)
 
 
 def spatial_view(view: View, window: int = SPATIAL_WINDOW) -> View:
@@ -62,8 +59,8 @@ def spatial_view(view: View, window: int = SPATIAL_WINDOW) -> View:
         left=view.left + rng.randint(0, (view.width - width) // grid) * grid,
         height=height,
         width=width,
-        out_height=height if view.whole else _multiple_of_8(height * scale),
-        out_width=width if view.whole else _multiple_of_8(width * scale),
+        out_height=height if view.whole else multiple_of_8(height * scale),
+        out_width=width if view.whole else multiple_of_8(width * scale),
     )
 
 

@@ -24,13 +24,12 @@ from sfumato.errors import stop_if_asked
 
 MOMENTUM = 0.9
 # A latent encoder is attacked white-box: its own gradient, not a long average that transfers, is
-# the way to go. Measured on TAEF2 (olive grove, 20 steps, full budget on all texture): shift 0.215
-# at 0.5 against 0.195 at 0.9, the same at 0. It pays most beside the latent's texture masking.
+# the way to go, so its momentum is short.
 LATENT_MOMENTUM = 0.5
-SSIM_WEIGHT = 0.5  # measured: transfer 0.5 > 2 at the same PSNR; flat colour is held by the budget map
+SSIM_WEIGHT = 0.5  # a heavier term costs transfer; flat colour is held by the budget map instead
 GRADIENT_SIGMA = 1.0
 STEP_START, STEP_END = 0.25, 0.04  # step size as a share of the local budget, cosine-annealed
-STEP_POWER = 1.0  # measured: held-out shift 0.324 against 0.317 with sign steps (0), 0.321 at 0.5
+STEP_POWER = 1.0  # steps follow the momentum itself: they transfer better than sign steps (0)
 
 
 def step_direction(momentum: torch.Tensor, power: float) -> torch.Tensor:
@@ -63,10 +62,9 @@ def _gradient(
     latent encoders (as they are).
 
     The smoothing buys transfer between classifiers; a latent encoder is attacked white-box, and
-    the fine detail its 8× down-sampling keeps is what moves it (measured on TAEF2: shift 0.084
-    against 0.072 with the smoothing). The parts are kept apart because the search gives each its
-    own momentum. Each group gets its own graph, so one backward each; the SSIM term computes its
-    own gradient, band by band.
+    the fine detail its 8× down-sampling keeps is what moves it, which the smoothing would blur
+    away. The parts are kept apart because the search gives each its own momentum. Each group gets
+    its own graph, so one backward each; the SSIM term computes its own gradient, band by band.
     """
     smoothed = torch.zeros_like(image)
     sharp = torch.zeros_like(image)
@@ -157,8 +155,7 @@ def hold_ssim_floor(
     SSIM deficit is capped at the one level that keeps the mean on the floor (water-filling): δ is
     scaled by √(cap / deficit) wherever the deficit is above the cap (it grows about with the
     square of the change), and left alone elsewhere. Against scaling δ as a whole, this takes the
-    patches that show down furthest and keeps more of the change where it is hidden (bench/latent.py
-    on the seven sunflowers: worst local deficit 0.066-0.089 -> 0.037-0.059, shift 0.304 -> 0.316).
+    patches that show down furthest and keeps more of the change where it is hidden.
     A scaled δ stays inside the map and the pixel range: each pixel moves between the original and
     the cloak.
     """
@@ -202,9 +199,8 @@ def spend_floor(image: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, rms
 
 # The eye is most sensitive to patches a few to a few tens of pixels across (at 100 % on a 4K
 # monitor): a blotch there shows where a grain of the same amplitude does not. The change's local
-# mean (Gaussian, σ LOW_PASS_SIGMA) may reach only this share of the local budget. Measured with
-# the texture map's erosion, at 16 steps: JOD 9.53 -> 9.76 and SSIMULACRA2 51 -> 64 on a Van Gogh
-# at the same PSNR (held-out shift 0.289 -> 0.254), rocket 9.03 -> 9.24.
+# mean (Gaussian, σ LOW_PASS_SIGMA) may reach only this share of the local budget: at the same PSNR
+# the cloak looks cleaner, for a little less shift.
 LOW_FREQUENCY_SHARE = 0.3
 LOW_PASS_SIGMA = 3.0
 

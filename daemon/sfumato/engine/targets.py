@@ -9,16 +9,15 @@ import torch
 
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.stylizers import STYLIZERS
-from sfumato.errors import EncoderError, UsageError
+from sfumato.errors import EncoderError, MissingPackageError, UsageError
+from sfumato.image_names import is_image_name
 from sfumato.specs import StyleRequest, parse_style  # parsed where the CLI and config parse it
 
 __all__ = ["StyleRequest", "parse_style", "reference_images", "text_targets"]
 
-REFERENCE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-
 
 def reference_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in REFERENCE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if is_image_name(p.name))
     if not files:
         raise UsageError(f"style folder {folder} holds no JPG or PNG reference images")
     return files
@@ -36,6 +35,8 @@ def text_targets(encoders: Sequence[Encoder], text: str) -> list[torch.Tensor]:
             )
         try:
             emb = enc.embed_concepts([text])[0]
+        except MissingPackageError:
+            raise
         except EncoderError:
             raise EncoderError(
                 f"style {text!r} is text, but encoder {enc.spec} cannot embed text: use a "

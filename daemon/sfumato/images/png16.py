@@ -4,21 +4,20 @@ Pillow decodes 16-bit RGB(A) and grey+alpha PNGs to 8 bits per channel and canno
 Reading: Pillow's own PNG decoder is run a second time with a rawmode that keeps the *other* byte
 of each sample ("RGB;16L" on big-endian data keeps the low byte), or, for grey+alpha, with a
 4-byte rawmode that keeps all stored bytes; the filters are undone by Pillow either way.
-Writing: Pillow still writes the metadata chunks (via ``PngImagePlugin.getchunks`` on a 1×1
-stand-in); only IHDR and IDAT are ours: rows Paeth-filtered with numpy, deflated with zlib.
+Writing: pypng writes the pixels (it handles all four 16-bit layouts; OpenCV's encoder refuses
+grey+alpha), and Pillow the metadata chunks (via ``PngImagePlugin.getchunks`` on a 1×1 stand-in),
+which go in right after IHDR, where Pillow itself puts them.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import png
 from PIL import Image, PngImagePlugin
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Pillow rawmodes of the 16-bit PNG layouts that it truncates to 8 bits.
 WIDE_RAWMODES = ("RGB;16B", "RGBA;16B", "LA;16B")
@@ -26,11 +25,7 @@ WIDE_RAWMODES = ("RGB;16B", "RGBA;16B", "LA;16B")
 # Decoding big-endian samples as little-endian makes Pillow keep the low byte instead of the high.
 _LOW_BYTE_RAWMODES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
 
-# Channels -> PNG colour type: grey, grey+alpha, RGB, RGBA.
-_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
-_IDAT_BYTES = 1 << 20
-_PIXEL_CHUNKS = (b"IHDR", b"IDAT", b"IEND")  # ours; Pillow's 1×1 stand-in's are dropped
-_BLOCK_BYTES = 4 << 20  # rows filtered per numpy pass: bounds memory on huge images
+_PIXEL_CHUNKS = (b"IHDR", b"IDAT", b"IEND")  # pypng's; Pillow's 1×1 stand-in's are dropped
 
 
 def wide_rawmode(img: Image.Image) -> str | None:
@@ -64,56 +59,25 @@ def decode_wide(
     return (high.astype(np.uint16) << 8) | low
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload)
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def _paeth_filter(rows: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
-    """PNG filter type 4 of ``rows`` (R×N bytes); ``above`` is the unfiltered row before them."""
-    up = np.vstack([above[None, :], rows[:-1]])
-    left = np.zeros_like(rows)
-    left[:, bpp:] = rows[:, :-bpp]
-    up_left = np.zeros_like(rows)
-    up_left[:, bpp:] = up[:, :-bpp]
-    a, b, c = (x.astype(np.int16) for x in (left, up, up_left))
-    p = a + b - c
-    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-    predictor = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c)).astype(np.uint8)
-    return rows - predictor  # uint8 arithmetic wraps modulo 256, as PNG wants
-
-
-def _idat_payload(samples: np.ndarray, level: int) -> bytes:
-    height = samples.shape[0]
-    bpp = samples.shape[2] * 2
-    rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(height, -1)
-    compressor = zlib.compressobj(level)
-    parts = []
-    above = np.zeros(rows.shape[1], dtype=np.uint8)
-    step = max(1, _BLOCK_BYTES // max(1, rows.shape[1]))
-    for start in range(0, height, step):
-        block = rows[start : start + step]
-        filtered = np.empty((block.shape[0], block.shape[1] + 1), dtype=np.uint8)
-        filtered[:, 0] = 4
-        filtered[:, 1:] = _paeth_filter(block, above, bpp)
-        parts.append(compressor.compress(filtered.tobytes()))
-        above = block[-1]
-    parts.append(compressor.flush())
-    return b"".join(parts)
-
-
 def encode_png16(samples: np.ndarray, *, compress_level: int = 6, **save_params: Any) -> bytes:
     """A 16-bit PNG of ``samples`` (H×W×C uint16, C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA).
 
     ``save_params`` are Pillow's PNG save options for metadata (icc_profile, dpi, exif, pnginfo).
     """
     height, width, channels = samples.shape
+    writer = png.Writer(
+        width,
+        height,
+        greyscale=channels <= 2,
+        alpha=channels in (2, 4),
+        bitdepth=16,
+        compression=compress_level,
+    )
+    pixels = io.BytesIO()
+    writer.write(pixels, samples.reshape(height, width * channels))
+    ihdr, *rest = png.Reader(bytes=pixels.getvalue()).chunks()
     metadata = PngImagePlugin.getchunks(Image.new("L", (1, 1)), **save_params)
-    header = struct.pack(">IIBBBBB", width, height, 16, _COLOUR_TYPES[channels], 0, 0, 0)
-    out = [PNG_MAGIC, _chunk(b"IHDR", header)]
-    out += [_chunk(kind, data) for kind, data, _crc in metadata if kind not in _PIXEL_CHUNKS]
-    payload = _idat_payload(samples, compress_level)
-    for start in range(0, len(payload), _IDAT_BYTES):
-        out.append(_chunk(b"IDAT", payload[start : start + _IDAT_BYTES]))
-    out.append(_chunk(b"IEND", b""))
-    return b"".join(out)
+    ours = [(kind, data) for kind, data, _crc in metadata if kind not in _PIXEL_CHUNKS]
+    out = io.BytesIO()
+    png.write_chunks(out, [ihdr, *ours, *rest])
+    return out.getvalue()

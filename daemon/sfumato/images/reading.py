@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps
 
-from sfumato.errors import BadImageError, TransientError, TruncatedImageError
+from sfumato.errors import BadImageError, SfumatoError, TransientError, TruncatedImageError
 from sfumato.fileops import is_transient_oserror
 from sfumato.images import png16
 from sfumato.images.artwork import Artwork
@@ -73,6 +73,13 @@ def _damaged(path: Path, data: bytes) -> BadImageError:
     return BadImageError(f"{path.name}: the image is truncated or corrupt")
 
 
+def _unreadable(path: Path, exc: OSError, otherwise: BadImageError) -> SfumatoError:
+    """A transient error (a network drive gone for a moment) may pass on retry; ``otherwise`` won't."""
+    if is_transient_oserror(exc):
+        return TransientError(f"{path.name}: could not be read ({exc.strerror})")
+    return otherwise
+
+
 @contextlib.contextmanager
 def _decoding(path: Path, data: bytes) -> Iterator[None]:
     """Turn whatever Pillow raises on a damaged file into one sentence about that file."""
@@ -81,9 +88,7 @@ def _decoding(path: Path, data: bytes) -> Iterator[None]:
     except MemoryError as exc:
         raise TransientError(f"{path.name}: not enough memory to decode the image") from exc
     except OSError as exc:
-        if is_transient_oserror(exc):
-            raise TransientError(f"{path.name}: could not be read ({exc.strerror})") from exc
-        raise _damaged(path, data) from exc
+        raise _unreadable(path, exc, _damaged(path, data)) from exc
     except _DECODE_ERRORS as exc:
         raise _damaged(path, data) from exc
 
@@ -104,9 +109,7 @@ def _read_bytes(path: Path) -> bytes:
     except PermissionError as exc:
         raise BadImageError(f"{path.name}: cannot be read (permission denied)") from exc
     except OSError as exc:
-        if is_transient_oserror(exc):
-            raise TransientError(f"{path.name}: could not be read ({exc.strerror})") from exc
-        raise BadImageError(f"{path.name}: cannot be read ({exc.strerror})") from exc
+        raise _unreadable(path, exc, BadImageError(f"{path.name}: cannot be read ({exc.strerror})")) from exc
 
 
 def _open(data: bytes, path: Path, max_pixels: int, min_side: int = 1) -> Image.Image:

@@ -18,7 +18,7 @@ from sfumato.engine.encoders import Encoder
 from sfumato.engine.objectives import projection_shift
 from sfumato.engine.poison import TOP_K
 from sfumato.engine.stylizers import STYLIZERS
-from sfumato.errors import EncoderError
+from sfumato.errors import EncoderError, MissingPackageError
 from sfumato.verify.targets import CheckTarget, builtin_target, embed
 from sfumato.verify.transforms import TRANSFORMS
 
@@ -67,7 +67,12 @@ class Labeller:
         self.words = _vocabulary(encoder, target)
         self.concepts = None
         if self.words is not None:
-            self.concepts = torch.nn.functional.normalize(encoder.embed_concepts(self.words).float(), dim=-1)
+            try:
+                concepts = encoder.embed_concepts(self.words)
+            except MissingPackageError:  # a SigLIP tokenizer without sfumato[siglip]: the figures stand
+                self.words = None
+            else:
+                self.concepts = torch.nn.functional.normalize(concepts.float(), dim=-1)
 
     def __call__(self, image: torch.Tensor, embedding: torch.Tensor) -> str | None:
         if hasattr(self.encoder, "logits"):

@@ -17,7 +17,7 @@ import torch
 from kornia.filters import guided_blur
 from PIL import Image
 
-from sfumato.verify.transforms import jpeg75
+from sfumato.engine.image_ops import jpeg75
 
 NOISE_SEED = 19
 

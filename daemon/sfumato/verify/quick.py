@@ -26,7 +26,9 @@ from sfumato.verify.transforms import TRANSFORMS
 
 log = logging.getLogger(__name__)
 
-CHECK_SIDE = 512  # the verifier looks at 240 px anyway; the JPEG is made at this size
+# Smaller than sfumato check's REPORT_SIDE (verify/report.py): this runs after every cloak, with one
+# verifier that looks at 240 px anyway; the JPEG re-save is made at this size.
+QUICK_CHECK_SIDE = 512
 CHECK_TRANSFORMS = ("none", "jpeg75")
 
 
@@ -65,8 +67,8 @@ def quick_check(
         return _unchanged(settings)
     started = time.perf_counter()
     device = next(iter(cloak_encoders[0].buffers())).device if cloak_encoders else torch.device("cpu")
-    x = working_copy(original, CHECK_SIDE, device)
-    c = working_copy(cloaked, CHECK_SIDE, device)
+    x = working_copy(original, QUICK_CHECK_SIDE, device)
+    c = working_copy(cloaked, QUICK_CHECK_SIDE, device)
     target = target_of_cloak(report, x)
     verifier, held_out = pick_verifier(settings.encoder, cloak_encoders, device, target)
     shifts = {

@@ -21,7 +21,10 @@ from sfumato.verify.visibility import measure_visibility
 
 log = logging.getLogger(__name__)
 
-CHECK_SIDE = 768  # what encoders and scrapers look at anyway (a little above the default search size)
+# Larger than the quick check's QUICK_CHECK_SIDE (verify/quick.py): sfumato check is asked for, not
+# run on every cloak, and measures many encoders and purifiers at what encoders and scrapers look
+# at anyway (a little above the default search size).
+REPORT_SIDE = 768
 
 
 def poison_target(poison: str) -> CheckTarget:
@@ -54,8 +57,8 @@ def check_images(
             report["visibility"] = measure_visibility(original, cloaked, device).as_report()
         except ValueError as exc:
             report["visibility"] = {"error": str(exc)}
-    x = working_copy(original, CHECK_SIDE, device)
-    c = working_copy(cloaked, CHECK_SIDE, device)
+    x = working_copy(original, REPORT_SIDE, device)
+    c = working_copy(cloaked, REPORT_SIDE, device)
     if poison:
         target = poison_target(poison)
         report["poison"] = poison

@@ -6,17 +6,10 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from sfumato.engine.image_ops import resize_antialiased
 from sfumato.errors import EncoderError
-
-
-def resize_antialiased(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Differentiable antialiased resize, so gradients reach every full-resolution pixel."""
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 class Encoder(nn.Module):

@@ -2,7 +2,9 @@
 
 Weights are fetched once through open_clip's own mechanism (the Hugging Face cache, with a
 progress bar) and used offline after that. ``sfumato-tiny`` is a tiny configuration this project
-registers so tests exercise the whole CLIP path, text tower included, in seconds.
+registers so tests exercise the whole CLIP path, text tower included, in seconds;
+``sfumato-tiny-siglip`` is the same with SigLIP's text side (its Hugging Face tokenizer), so tests
+see what a SigLIP-family model needs, and does not, without a download.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 from sfumato.engine.encoders.attention import use_batch_first_attention
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
-from sfumato.errors import EncoderError
+from sfumato.errors import EncoderError, MissingPackageError
 from sfumato.specs import parse_encoder
 
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
@@ -38,16 +40,24 @@ def _open_clip():
 
 
 class OpenClipEncoder(Encoder):
-    """The image tower, always; the text tower only once a text or concept is asked for.
+    """The image tower, always; the text tower and its tokenizer only once a text or concept is
+    asked for.
 
     Most cloaks aim at a built-in style and never use text, and ViT-B-32's text tower is a quarter
     of a gigabyte; so ``build`` (which makes the same model again, from the same weights) is kept
-    instead, and called the first time :meth:`embed_concepts` is.
+    instead, and called the first time :meth:`embed_concepts` is. SigLIP-family models tokenize
+    with a Hugging Face tokenizer (the ``transformers`` package, an extra): a built-in style must
+    not need it, so ``make_tokenizer`` is called late too.
     """
 
     supports_text = True
 
-    def __init__(self, model, tokenizer, build: Callable[[], torch.nn.Module]) -> None:
+    def __init__(
+        self,
+        model,
+        make_tokenizer: Callable[[], Callable[[Sequence[str]], torch.Tensor]],
+        build: Callable[[], torch.nn.Module],
+    ) -> None:
         cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
@@ -56,12 +66,32 @@ class OpenClipEncoder(Encoder):
         self.input_size = tuple(size) if isinstance(size, list | tuple) else (size, size)
         self.visual = model.visual
         use_batch_first_attention(self.visual)  # same attention, a quarter faster with gradients
-        self.tokenizer = tokenizer
+        self._make_tokenizer = make_tokenizer
+        self._tokenizer: Callable[[Sequence[str]], torch.Tensor] | None = None
         self._build = build
         self._text_model: torch.nn.Module | None = None
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.visual(pixels)  # what open_clip's encode_image does, without normalising
+
+    @property
+    def tokenizer(self) -> Callable[[Sequence[str]], torch.Tensor]:
+        """Made on first use: SigLIP's needs ``transformers``, which a built-in style must not."""
+        if self._tokenizer is None:
+            try:
+                self._tokenizer = self._make_tokenizer()
+            except ImportError as exc:
+                raise MissingPackageError(
+                    f"{self.spec} needs the {exc.name or 'transformers'} package for text styles and "
+                    f"concepts: install it with pip install 'sfumato[siglip]' (built-in styles and "
+                    f"reference folders work without it)"
+                ) from exc
+            except (OSError, ValueError) as exc:
+                raise EncoderError(
+                    f"could not load the tokenizer of {self.spec} (no network?): connect once so it "
+                    f"is cached ({str(exc).splitlines()[0]})"
+                ) from exc
+        return self._tokenizer
 
     def _text(self) -> torch.nn.Module:
         if self._text_model is None:
@@ -150,7 +180,7 @@ def load(rest: str, device: torch.device) -> OpenClipEncoder:
             raise EncoderError(f"open_clip checkpoint {path} does not exist")
         pretrained: str | None = str(path)
     elif tag == "random":
-        if name != "sfumato-tiny":
+        if not name.startswith("sfumato-tiny"):
             warnings.warn(
                 f"openclip:{name}/random has random weights: use it for tests and timing only, "
                 f"it protects against nothing",
@@ -183,5 +213,4 @@ def load(rest: str, device: torch.device) -> OpenClipEncoder:
             f"could not download the weights of openclip:{name}/{tag} (no network?): connect "
             f"once so they are cached, or give a local checkpoint as openclip:{name}@FILE"
         ) from exc
-    tokenizer = open_clip.get_tokenizer(name)
-    return OpenClipEncoder(model, tokenizer, build)
+    return OpenClipEncoder(model, lambda: open_clip.get_tokenizer(name), build)
