@@ -19,6 +19,10 @@ LOADERS = {
     "tae": "sfumato.engine.encoders.tae",
 }
 
+# Schemes the search must never optimise against: the held-out latent judge (sfumato.verify.judge)
+# only checks cloaks; a cloak computed against it would make its check meaningless.
+NEVER_OPTIMISED = ("judge",)
+
 _CACHE: dict[tuple[str, str], Encoder] = {}
 
 
@@ -26,6 +30,11 @@ def load_encoder(spec: str, device: torch.device | str = "cpu") -> Encoder:
     """Load (once per process and device) the encoder a spec names, frozen and in eval mode."""
     spec = spec.strip()
     scheme, sep, rest = spec.partition(":")
+    if scheme in NEVER_OPTIMISED:
+        raise UnknownEncoderError(
+            f"{spec!r} is the held-out latent judge: it only checks cloaks and is never optimised "
+            "against, so it is no encoder to cloak or check with (sfumato check reports it on its own)"
+        )
     if not sep or scheme not in LOADERS:
         known = ", ".join(f"{s}:..." for s in LOADERS)
         raise UnknownEncoderError(f"unknown encoder {spec!r}: use one of {known}")
@@ -40,4 +49,4 @@ def load_encoder(spec: str, device: torch.device | str = "cpu") -> Encoder:
     return _CACHE[key]
 
 
-__all__ = ["Encoder", "load_encoder", "LOADERS"]
+__all__ = ["Encoder", "load_encoder", "LOADERS", "NEVER_OPTIMISED"]
