@@ -19,6 +19,7 @@ from sfumato.engine.cloak import working_copy
 from sfumato.engine.encoders import Encoder, load_encoder
 from sfumato.engine.metrics import max_change
 from sfumato.errors import EncoderError
+from sfumato.verify.judge.verdict import LatentVerdict, latent_verdict
 from sfumato.verify.protection import transform_figures
 from sfumato.verify.settings import DEFAULT_CHECK, check_settings
 from sfumato.verify.targets import target_from_report, usable
@@ -42,9 +43,13 @@ class QuickCheck:
     shifts: dict
     seconds: float
     reason: str | None = None
+    latent: LatentVerdict | None = None  # the held-out judge on a cloak with latent members
 
     def as_report(self) -> dict:
-        return asdict(self)
+        report = asdict(self)
+        if self.latent is None:
+            del report["latent"]
+        return report
 
 
 def nothing_changed(original: np.ndarray, cloaked: np.ndarray) -> bool:
@@ -91,17 +96,21 @@ def quick_check(
     }
     shift = min(shifts.values())
     threshold = float(settings["threshold"])
-    passed = shift >= threshold
+    latent = latent_verdict(x, c, target, cloak_encoders, {n: TRANSFORMS[n] for n in CHECK_TRANSFORMS})
+    # The classifier judges pooled members; a latent-only cloak is judged by the latent judge alone.
+    judged_by_classifier = latent is None or not all(e.spatial for e in cloak_encoders)
     reason = None
-    if not passed:
+    if judged_by_classifier and shift < threshold:
         worst = min(shifts, key=shifts.get)
         seen = "on the image" if worst == "none" else f"after {worst}"
         reason = (
             f"the check encoder {verifier.spec} sees it only {shift:.3f} of the way to "
             f"{target.label} {seen}, below the threshold {threshold:g}: try a higher intensity or quality"
         )
+    if latent is not None and not latent.passed:
+        reason = latent.reason if reason is None else f"{reason}; {latent.reason}"
     return QuickCheck(
-        passed=passed,
+        passed=reason is None,
         encoder=verifier.spec,
         held_out=held_out,
         threshold=threshold,
@@ -109,6 +118,7 @@ def quick_check(
         shifts=shifts,
         seconds=round(time.perf_counter() - started, 3),
         reason=reason,
+        latent=latent,
     )
 
 

@@ -1,0 +1,69 @@
+"""The quick check's verdict on a cloak's latent members, given by the held-out judge.
+
+A classifier barely moves when only a latent encoder was optimised, so judging a latent cloak
+by one marks every such file incomplete; the judge, an autoencoder the search never saw, is
+what tells whether the latent move carries over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sfumato.engine.encoders import Encoder
+from sfumato.verify.judge import JUDGE_SPEC, load_judge
+from sfumato.verify.judge.shift import Transform, judge_shifts
+from sfumato.verify.targets import CheckTarget
+
+# The judge's shift a latent cloak must reach on the image and after JPEG 75. Noise of the
+# cloak's strength moves it about ±0.005; a white-box TAEF2 cloak at ``fast`` moves it 0.0X.
+LATENT_THRESHOLD = 0.005
+
+
+@dataclass(frozen=True)
+class LatentVerdict:
+    """``shift``: the judge's smallest shift over the check's transforms; ``members``: the
+    cloak's latent encoders it stands in for."""
+
+    passed: bool
+    judge: str
+    members: tuple[str, ...]
+    threshold: float
+    shift: float
+    shifts: dict[str, float]
+    reason: str | None = None
+
+
+def latent_verdict(
+    original: torch.Tensor,
+    cloaked: torch.Tensor,
+    target: CheckTarget,
+    cloak_encoders: Sequence[Encoder],
+    transforms: Mapping[str, Transform],
+    threshold: float = LATENT_THRESHOLD,
+) -> LatentVerdict | None:
+    """The judge's verdict, or None when the cloak has no latent member (or no target picture)."""
+    members = tuple(e.spec for e in cloak_encoders if e.spatial)
+    if not members or target.image is None:
+        return None
+    figures = judge_shifts(load_judge(original.device), original, cloaked, target.image, transforms)
+    shift = figures.worst
+    reason = None
+    if shift < threshold:
+        worst = min(figures.shifts, key=figures.shifts.get)
+        seen = "on the image" if worst == "none" else f"after {worst}"
+        reason = (
+            f"the held-out latent judge sees it only {shift:.3f} of the way to {target.label} {seen}, "
+            f"below {threshold:g}: try a higher intensity or quality"
+        )
+    return LatentVerdict(
+        passed=reason is None,
+        judge=JUDGE_SPEC,
+        members=members,
+        threshold=threshold,
+        shift=round(shift, 4),
+        shifts=figures.shifts,
+        reason=reason,
+    )
