@@ -9,8 +9,10 @@ Its pictures are none of the benchmark's: 128-px crops of the colour and grey sa
 scikit-image's wheel (``skimage.data``, no download), of the shared Monet (not the Mist version),
 generated textures, crops restyled by the built-in stylizers (so targets are in its range) and
 crops with small noise (so it has seen small changes). Never the Van Gogh paintings. Everything
-is seeded and runs on one CPU thread, so a run rebuilds the same weights up to float rounding of
-the machine's kernels; the shipped file's SHA-256 is pinned in ``sfumato/verify/judge``.
+is seeded and runs on one CPU thread with deterministic algorithms: a second run on this machine
+gave bitwise the same tensors (another CPU's kernels may round differently). The shipped file's
+SHA-256 is pinned in ``sfumato/verify/judge``; torch.save names the archive's inner folder after
+the file, so write to ``judge.pt`` to reproduce the hash itself.
 
     nice -n 10 python bench/train_latent_judge.py [--out daemon/sfumato/verify/judge/judge.pt] [--cache FILE]
 """
