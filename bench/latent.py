@@ -7,6 +7,9 @@ Two more columns say whether the shift survives what a trainer does to a posted 
 the original and the target transformed alike: a crop 3-5 px off the 8-px latent grid, and a
 resize to 0.8×. ``--measure DIR`` measures the cloaks an earlier run wrote with ``--save DIR``
 instead of cloaking again.
+Four more columns give the same shifts as the held-out latent judge sees them (``sfumato.verify.
+judge``: a student of TAEF2 of another build, 16× down-sampling, that the search never optimises
+against), the stand-in for an unseen generator's autoencoder.
 ``--time-ensemble`` instead times the default ensemble with and without TAEF2 on one 4 MP image.
 
 ``--reference`` replaces the cloak with the plainest white-box search: the whole image at its own
@@ -98,6 +101,16 @@ def surviving_shifts(tae, original: torch.Tensor, cloak: torch.Tensor, target: t
     return shifts
 
 
+def all_shifts(encoder, x: torch.Tensor, image: Image.Image, target: torch.Tensor) -> list[float]:
+    """One encoder's shift on the cloak, after JPEG 75 (of the cloak, as posted), after the
+    off-grid crop and after the 0.8× resize."""
+    from sfumato.engine.objectives import projection_shift
+
+    zx, zt = features(encoder, x), features(encoder, target)
+    shifts = [float(projection_shift(features(encoder, view), zx, zt)[0]) for view in (image, jpeg(image))]
+    return shifts + surviving_shifts(encoder, x, as_tensor(image), target)
+
+
 def reference_each(paths: list[Path], tae, args: argparse.Namespace):
     """Like ``cloak_each``, with the reference search in place of the cloak."""
     from sfumato.verify.figures import visual_change
@@ -113,9 +126,10 @@ def reference_each(paths: list[Path], tae, args: argparse.Namespace):
 def efficacy(args: argparse.Namespace) -> None:
     from sfumato.engine.cloak import load_encoders
     from sfumato.engine.image_ops import pixelart
-    from sfumato.engine.objectives import projection_shift
+    from sfumato.verify.judge import load_judge
 
     (tae,) = load_encoders([TAEF2], torch.device("cpu"))
+    judge = load_judge("cpu")
     if args.spread:  # every series of paintings in any prefix, not the olive groves first
         paths = spread(vangogh_images())[args.start :][: args.limit]
     else:
@@ -127,17 +141,15 @@ def efficacy(args: argparse.Namespace) -> None:
     else:
         options = bench_options(args, style="pixelart", encoders=(TAEF2,), device="cpu")
         runs = ((p, o, r.image, r.report.to_json(), s) for p, o, r, s in cloak_each(paths, options, [tae]))
-    keys = ("cloak", "jpeg75", "crop", "resize")
+    keys = ("cloak", "jpeg75", "crop", "resize", "judge", "judge jpeg75", "judge crop", "judge resize")
     shifts: dict[str, list[float]] = {k: [] for k in keys}
     psnrs, ssims, secs = [], [], []
     for path, original, image, report, seconds in runs:
         secs.append(seconds)
         x = as_tensor(original)
         target = pixelart(x)
-        zx, zt = features(tae, x), features(tae, target)
-        for key, view in zip(keys[:2], (image, jpeg(image)), strict=True):
-            shifts[key].append(float(projection_shift(features(tae, view), zx, zt)[0]))
-        for key, shift in zip(keys[2:], surviving_shifts(tae, x, as_tensor(image), target), strict=True):
+        measured = all_shifts(tae, x, image, target) + all_shifts(judge, x, image, target)
+        for key, shift in zip(keys, measured, strict=True):
             shifts[key].append(shift)
         psnrs.append(report["psnr"])
         ssims.append(report["ssim"])
@@ -159,6 +171,10 @@ def efficacy(args: argparse.Namespace) -> None:
             "after JPEG 75",
             "off-grid crop",
             "0.8× resize",
+            "judge: on cloak",
+            "judge: JPEG 75",
+            "judge: off-grid crop",
+            "judge: 0.8× resize",
             "mean PSNR (dB)",
             "mean SSIM",
             "s/image",

@@ -256,7 +256,7 @@ def test_quick_check_names_the_transform_that_failed(effnet):
     x = torch.from_numpy(original).permute(2, 0, 1)[None]
     moved = (0.8 * x + 0.2 * STYLIZERS["halftone"](x)).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     report = CloakReport(
-        StyleRequest(StyleKind.BUILTIN, "halftone"), "default", "fast", BudgetReport(8, 35, 9.5, 2),
+        StyleRequest(StyleKind.BUILTIN, "halftone"), "default", "fast", BudgetReport(8, 35, 9.5, 60, 2),
         40.0, 0.99, 8.0, (), None, 1, 1, (64, 64), "cpu", 0, 0.01,
     )  # fmt: skip
     settings = CheckRequest(enabled=True, encoder="effnet-lite:0", threshold=0.0)

@@ -225,7 +225,7 @@ class PoisoningCloaker:
         atomic_write_bytes(Path(dst), Path(src).read_bytes())
         poisoned = PoisonReport("ox", 0.42, False, target, True, 1.0, {})
         report = CloakReport(
-            StyleRequest(StyleKind.NONE, "none"), "low", "fast", BudgetReport(4, 40, 9.8, 1), 40.0,
+            StyleRequest(StyleKind.NONE, "none"), "low", "fast", BudgetReport(4, 40, 9.8, 75, 1), 40.0,
             0.99, 0.0, (), poisoned, 1, 1, (64, 64), "cpu", 0, 0.01,
         )  # fmt: skip
         return CloakOutcome(Path(src), Path(dst), "ok", "none", 40.0, 0.99, 0.01, report)

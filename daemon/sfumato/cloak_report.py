@@ -49,6 +49,20 @@ class PoisonReport:
 
 
 @dataclass(frozen=True)
+class LatentVerdict:
+    """The held-out latent judge on a cloak's latent members. ``shift``: its smallest shift over
+    the check's transforms; ``members``: the cloak's latent encoders it stands in for."""
+
+    passed: bool
+    judge: str
+    members: tuple[str, ...]
+    threshold: float
+    shift: float
+    shifts: dict[str, float]
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class QuickCheck:
     """The check after a cloak. ``shift``: the smallest verifier shift over the image itself and
     its JPEG re-save; ``reason`` says why it did not pass."""
@@ -61,9 +75,13 @@ class QuickCheck:
     shifts: dict[str, float]
     seconds: float
     reason: str | None = None
+    latent: LatentVerdict | None = None  # the held-out judge, on a cloak with latent members
 
     def as_report(self) -> dict[str, Any]:
-        return asdict(self)
+        report = asdict(self)
+        if self.latent is None:
+            del report["latent"]
+        return report
 
 
 @dataclass(frozen=True)

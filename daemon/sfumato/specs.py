@@ -59,11 +59,21 @@ def openclip_models() -> frozenset[str] | None:
     return frozenset(f.stem for folder in folders if folder.is_dir() for f in folder.glob("*.json"))
 
 
+# Schemes the search must never optimise against: the held-out latent judge (sfumato.verify.judge)
+# only checks cloaks; a cloak computed against it would make its check meaningless.
+NEVER_OPTIMISED = ("judge",)
+
+
 def parse_encoder(text: str) -> EncoderSpec:
     """An encoder spec; raises UnknownEncoderError (unknown kind or model family) or EncoderError
     (a known model with a malformed rest), each in one sentence."""
     spec = str(text).strip()
     scheme, sep, rest = spec.partition(":")
+    if scheme in NEVER_OPTIMISED:
+        raise UnknownEncoderError(
+            f"{spec!r} is the held-out latent judge: it only checks cloaks and is never optimised "
+            "against, so it is no encoder to cloak or check with (sfumato check reports it on its own)"
+        )
     kinds = {k.value: k for k in EncoderKind}
     if not sep or scheme not in kinds:
         known = ", ".join(f"{k}:..." for k in kinds)

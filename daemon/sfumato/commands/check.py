@@ -210,6 +210,10 @@ def format_report(report: dict) -> str:
                 f"{row['cos_cloaked_original']:>9.4f} {row['shift']:>7.3f}  {label}"
             )
         lines += purifier_lines(entry)
+    if report.get("latent_judge"):
+        from sfumato.verify.judge.report import judge_lines
+
+        lines += ["", *judge_lines(report["latent_judge"])]
     lines.append("")
     lines.append(
         "shift: share of the way from the original to the target a model sees the cloak moved "

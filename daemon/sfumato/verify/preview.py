@@ -228,6 +228,11 @@ def preview_for_files(
         verdict = f"check {check['encoder']}: shift {check['shift']:.3f} " + (
             "(passed)" if check["passed"] else f"below {check['threshold']:g}: INCOMPLETE"
         )
+        if check.get("latent"):  # latent members: the held-out latent judge had its say too
+            verdict = (
+                f"check {check['encoder']}: shift {check['shift']:.3f}, latent judge "
+                f"{check['latent']['shift']:.3f} " + ("(passed)" if check["passed"] else "INCOMPLETE")
+            )
     elif check:  # it failed without a model: nothing changed
         verdict = "INCOMPLETE: nothing changed"
     image = build_preview(before, after, footer_phrases(figures, report.get("target"), verdict), encoders)

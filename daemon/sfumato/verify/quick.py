@@ -20,6 +20,7 @@ from sfumato.engine.encoders import Encoder, load_encoder
 from sfumato.engine.metrics import max_change
 from sfumato.errors import EncoderError
 from sfumato.options import CheckRequest
+from sfumato.verify.judge.verdict import latent_verdict
 from sfumato.verify.protection import transform_figures
 from sfumato.verify.targets import target_of_cloak, usable
 from sfumato.verify.transforms import TRANSFORMS
@@ -77,17 +78,21 @@ def quick_check(
     }
     shift = min(shifts.values())
     threshold = float(settings.threshold)
-    passed = shift >= threshold
+    latent = latent_verdict(x, c, target, cloak_encoders, {n: TRANSFORMS[n] for n in CHECK_TRANSFORMS})
+    # The classifier judges pooled members; a latent-only cloak is judged by the latent judge alone.
+    judged_by_classifier = latent is None or not all(e.spatial for e in cloak_encoders)
     reason = None
-    if not passed:
+    if judged_by_classifier and shift < threshold:
         worst = min(shifts, key=shifts.get)
         seen = "on the image" if worst == "none" else f"after {worst}"
         reason = (
             f"the check encoder {verifier.spec} sees it only {shift:.3f} of the way to "
             f"{target.label} {seen}, below the threshold {threshold:g}: try a higher intensity or quality"
         )
+    if latent is not None and not latent.passed:
+        reason = latent.reason if reason is None else f"{reason}; {latent.reason}"
     return QuickCheck(
-        passed=passed,
+        passed=reason is None,
         encoder=verifier.spec,
         held_out=held_out,
         threshold=threshold,
@@ -95,6 +100,7 @@ def quick_check(
         shifts=shifts,
         seconds=round(time.perf_counter() - started, 3),
         reason=reason,
+        latent=latent,
     )
 
 

@@ -13,6 +13,7 @@ from sfumato.engine.encoders import Encoder
 from sfumato.errors import UsageError
 from sfumato.specs import parse_checked_poison
 from sfumato.verify.figures import visual_change
+from sfumato.verify.judge.report import judge_report
 from sfumato.verify.protection import encoder_protection, purified_protection, strongest_builtin
 from sfumato.verify.purifiers import PURIFIERS, Purifier
 from sfumato.verify.targets import CheckTarget, resolve_target
@@ -73,6 +74,9 @@ def check_images(
     report["working_size"] = list(x.shape[-2:])
     report["transforms"] = list(TRANSFORMS)
     report["encoders"] = [encoder_protection(e, x, c, target) for e in encoders]
+    latent = judge_report(x, c, target)
+    if latent is not None:
+        report["latent_judge"] = latent.as_report()
     purified = purify_pair(purifiers, x, c)
     report["purifiers"] = list(purified)
     for entry, encoder in zip(report["encoders"], encoders, strict=True):
