@@ -181,7 +181,7 @@ def mean(values: Iterable[float], digits: int) -> str:
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    """A Markdown table, ready to paste into README."""
+    """A Markdown table, ready to paste into docs/benchmarks.md."""
     print("| " + " | ".join(headers) + " |")
     print("|" + "|".join("---" for _ in headers) + "|")
     for row in rows:

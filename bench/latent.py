@@ -14,7 +14,7 @@ against), the stand-in for an unseen generator's autoencoder.
 
 ``--reference`` replaces the cloak with the plainest white-box search: the whole image at its own
 size, no views, no budget map and no SSIM term, only the intensity's largest change and PSNR floor.
-What it reaches is about as far as this budget moves the latent at all (see README).
+What it reaches is about as far as this budget moves the latent at all (see docs/design.md).
 
     python bench/latent.py [--limit N] [--start K] [--intensity default] [--quality default]
     python bench/latent.py --reference [--limit N]

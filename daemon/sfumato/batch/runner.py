@@ -26,7 +26,7 @@ from sfumato.pipeline import cloak_record
 
 # Files each worker holds at once: one cloaking, one waiting, so it never idles between files.
 DEPTH = 2
-# Bytes of memory a worker's models and one image take (README: 1.5-2.3 GB with ViT-B-32): the
+# Bytes of memory a worker's models and one image take (docs/capacity.md: 1.5-2.3 GB with ViT-B-32): the
 # default pool is no larger than the cluster's memory holds.
 WORKER_MEMORY = 2e9
 

@@ -111,7 +111,7 @@ class StyleTerm:
         if self.encoder.spatial:
             # One large window a step, not one per view: the latent moves with the fine detail
             # of the whole area it sees, and on TAEF2 one 512-px window a step moved it twice as
-            # far as three 256-px windows did (bench/latent.py, README's latent space).
+            # far as three 256-px windows did (bench/latent.py; docs/design.md, latent encoders).
             shifts = self._aligned_shift(cloaked, views[0])
         elif self.target_image is not None:
             shifts = self._aligned_pooled_shift(cloaked, views)
