@@ -10,13 +10,14 @@ from PIL import Image
 
 from enginekit import artwork, as_array
 from sfumato.engine.budget import texture_map
-from sfumato.engine.cloak import cloak_image, load_encoders
+from sfumato.engine.cloak import apply_full_resolution, cloak_image, load_encoders, working_copy
 from sfumato.engine.levels import INTENSITIES, budget_for
 from sfumato.engine.optimiser import LOW_FREQUENCY_SHARE, _inside
 from sfumato.engine.visibility import (
     ROUNDING_MARGIN,
     SSIMULACRA2_MARGIN,
     _uint8,
+    full_size_ssimulacra2,
     hold_visibility_floor,
     jod,
     ssimulacra2_score,
@@ -138,3 +139,26 @@ def test_a_cloak_keeps_its_levels_jod_floor_on_a_sky(level):
     assert ssimulacra2_score(_uint8(original), _uint8(cloaked)) >= budget_for(level).ssimulacra2_floor
     assert result.report.budget.jod_floor == budget_for(level).jod_floor
     assert float(np.abs(result.pixels - as_array(picture)).max()) > 0  # something was cloaked
+
+
+def test_a_picture_larger_than_its_working_copy_keeps_the_ssimulacra2_floor_as_written():
+    """Upsampled onto a large picture, a change that keeps the floor on the working copy can miss
+    it in the file; the hold scores the written pixels instead."""
+    small = sky_and_brushwork(128)
+    large = torch.nn.functional.interpolate(small, scale_factor=4, mode="bicubic").clamp(0, 1)
+    pixels = large[0].permute(1, 2, 0).numpy()
+    work = working_copy(pixels, 128, torch.device("cpu"))
+    grain = torch.randn(work.shape, generator=torch.Generator().manual_seed(0))
+    delta = (work + (6 / 255) * grain).clamp(0, 1) - work
+
+    def render(d: torch.Tensor) -> np.ndarray:
+        return apply_full_resolution(pixels, d, 8)
+
+    def as_written(d: torch.Tensor) -> float:
+        return ssimulacra2_score(_uint8(large), _uint8(torch.from_numpy(render(d)).permute(2, 0, 1)[None]))
+
+    on_work = hold_visibility_floor(work, delta, 9.0, 60.0, 0.25)
+    assert as_written(on_work) < 60.0  # the working copy's floor does not hold in the file
+    held = hold_visibility_floor(work, delta, 9.0, 60.0, 0.25, full_size_ssimulacra2(pixels, render))
+    assert as_written(held) >= 60.0
+    assert float(held.abs().sum()) > 0.1 * float(delta.abs().sum())  # taken back, not wiped out

@@ -38,7 +38,7 @@ from sfumato.engine.poison import PoisonPlan, combine_terms, plan_poison, target
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.engine.targets import reference_images, text_targets
 from sfumato.engine.views import View, ViewSampler
-from sfumato.engine.visibility import hold_visibility_floor
+from sfumato.engine.visibility import full_size_ssimulacra2, hold_visibility_floor
 from sfumato.errors import EncoderError, UsageError
 from sfumato.options import CloakRequest
 from sfumato.specs import StyleKind, StyleRequest, parse_style
@@ -351,8 +351,16 @@ def cloak_image(
             progress=progress,
             should_stop=should_stop,
         )
+        full_size = None
+        if tuple(work.shape[-2:]) != tuple(pixels.shape[:2]):
+            full_size = full_size_ssimulacra2(pixels, lambda d: apply_full_resolution(pixels, d, bit_depth))
         delta = hold_visibility_floor(
-            work, delta, budget.jod_floor, budget.ssimulacra2_floor, work.shape[-1] / pixels.shape[1]
+            work,
+            delta,
+            budget.jod_floor,
+            budget.ssimulacra2_floor,
+            work.shape[-1] / pixels.shape[1],
+            full_size,
         )
     else:
         delta = torch.zeros_like(work)

@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from sfumato.engine.visibility import DISPLAY
+from sfumato.engine.visibility import DISPLAY, TILE_PIXELS, tiles
 from sfumato.verify.figures import visual_change
 
-TILE_PIXELS = 2**21  # 2 MP: 1448×1448 tiles at most
 MIN_SIDE = 8  # SSIMULACRA2 has no scale to compare below this (it says 100); ColorVideoVDP fails
 # (phrase, least JOD, least SSIMULACRA2), best first: the first one both figures reach.
 PHRASES: tuple[tuple[str, float, float], ...] = (
@@ -81,18 +80,6 @@ def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
     from sfumato.engine.visibility import ssimulacra2_score
 
     return ssimulacra2_score(original, changed)
-
-
-def tiles(height: int, width: int, most: int = TILE_PIXELS) -> list[tuple[slice, slice]]:
-    """Equal tiles of at most ``most`` pixels covering the image (one for a small image)."""
-    count = math.ceil(height * width / most)
-    rows = max(1, round(math.sqrt(count * height / width)))
-    cols = math.ceil(count / rows)
-    while math.ceil(height / rows) * math.ceil(width / cols) > most:
-        rows, cols = (rows + 1, cols) if height / rows >= width / cols else (rows, cols + 1)
-    ys = [int(y) for y in np.linspace(0, height, rows + 1).round()]
-    xs = [int(x) for x in np.linspace(0, width, cols + 1).round()]
-    return [(slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1])) for i in range(rows) for j in range(cols)]
 
 
 def measure_visibility(
