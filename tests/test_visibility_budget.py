@@ -159,6 +159,8 @@ def test_a_picture_larger_than_its_working_copy_keeps_the_ssimulacra2_floor_as_w
 
     on_work = hold_visibility_floor(work, delta, 9.0, 60.0, 0.25)
     assert as_written(on_work) < 60.0  # the working copy's floor does not hold in the file
-    held = hold_visibility_floor(work, delta, 9.0, 60.0, 0.25, full_size_ssimulacra2(pixels, render))
+    held = hold_visibility_floor(
+        work, delta, 9.0, 60.0, 0.25, full_size_ssimulacra2(pixels, work, delta, render)
+    )
     assert as_written(held) >= 60.0
     assert float(held.abs().sum()) > 0.1 * float(delta.abs().sum())  # taken back, not wiped out

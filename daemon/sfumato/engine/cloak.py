@@ -353,7 +353,9 @@ def cloak_image(
         )
         full_size = None
         if tuple(work.shape[-2:]) != tuple(pixels.shape[:2]):
-            full_size = full_size_ssimulacra2(pixels, lambda d: apply_full_resolution(pixels, d, bit_depth))
+            full_size = full_size_ssimulacra2(
+                pixels, work, delta, lambda d: apply_full_resolution(pixels, d, bit_depth)
+            )
         delta = hold_visibility_floor(
             work,
             delta,

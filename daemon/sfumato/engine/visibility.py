@@ -43,9 +43,8 @@ SSIMULACRA2_MARGIN = 1.0
 # Large pictures are judged in tiles of at most this many pixels at full resolution, the worst
 # tile counting (what a person looking at each part at 1:1 sees; sfumato check does the same).
 TILE_PIXELS = 2**21  # 2 MP: 1448×1448 tiles at most
-# A picture larger than the working copy keeps its SSIMULACRA2 floor at full size, scored on its
-# smoothest tile of this many pixels (where a change shows first): one tile keeps the hold's
-# bisection at a few seconds a step on a CPU.
+# A picture larger than the working copy keeps its SSIMULACRA2 floor at full size, scored on one
+# tile of this many pixels: one tile keeps the hold's bisection at a few seconds a step on a CPU.
 FULL_SIZE_TILE_PIXELS = 2**20
 
 
@@ -152,25 +151,38 @@ def tiles(height: int, width: int, most: int = TILE_PIXELS) -> list[tuple[slice,
     return [(slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1])) for i in range(rows) for j in range(cols)]
 
 
-def smoothest_tile(pixels: np.ndarray, most: int = FULL_SIZE_TILE_PIXELS) -> tuple[slice, slice]:
-    """The tile of at most ``most`` pixels with the least detail (std of the grey image)."""
-    grey = pixels[..., :3].mean(-1)
-    return min(tiles(*grey.shape, most), key=lambda tile: float(grey[tile].std()))
+def worst_tile(
+    size: tuple[int, int], work: torch.Tensor, delta: torch.Tensor, most: int = FULL_SIZE_TILE_PIXELS
+) -> tuple[slice, slice]:
+    """The full-size tile of at most ``most`` pixels whose part of the working copy scores the
+    lowest SSIMULACRA2 with ``delta``: where the change shows most, found at working size."""
+    height, width = size
+    sy, sx = work.shape[-2] / height, work.shape[-1] / width
+    before, after = _uint8(work), _uint8((work + delta).clamp(0, 1))
+
+    def score(tile: tuple[slice, slice]) -> float:
+        ys = slice(int(tile[0].start * sy), max(int(tile[0].start * sy) + 8, round(tile[0].stop * sy)))
+        xs = slice(int(tile[1].start * sx), max(int(tile[1].start * sx) + 8, round(tile[1].stop * sx)))
+        return ssimulacra2_score(before[ys, xs], after[ys, xs])
+
+    candidates = tiles(height, width, most)
+    return candidates[0] if len(candidates) == 1 else min(candidates, key=score)
 
 
 def full_size_ssimulacra2(
-    pixels: np.ndarray, render: Callable[[torch.Tensor], np.ndarray]
+    pixels: np.ndarray, work: torch.Tensor, delta: torch.Tensor, render: Callable[[torch.Tensor], np.ndarray]
 ) -> Callable[[torch.Tensor], float]:
     """SSIMULACRA2 of the written picture, for a δ found on a smaller working copy.
 
     Upsampled, the change grows coarser against the picture's own detail, and SSIMULACRA2 (unlike
     cvvdp, which is told the scale) sees the file pixel for pixel: the working copy of a 4 MP
     picture scored 61 where the file scored 48. So a large picture is scored as written
-    (``render(δ)``: H×W×3 in [0, 1], rounded as the file will be), on its smoothest tile.
+    (``render(δ)``: H×W×3 in [0, 1], rounded as the file will be), on the 1 MP tile where the
+    working copy shows the change most (one tile keeps each step of the hold at a few seconds).
     """
-    tile = smoothest_tile(pixels)
+    tile = worst_tile(pixels.shape[:2], work, delta)
     reference = _uint8_array(pixels[tile])
-    return lambda delta: ssimulacra2_score(reference, _uint8_array(render(delta)[tile]))
+    return lambda candidate: ssimulacra2_score(reference, _uint8_array(render(candidate)[tile]))
 
 
 def hold_visibility_floor(
