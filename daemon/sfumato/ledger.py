@@ -25,8 +25,15 @@ from pathlib import Path
 LEDGER_NAME = "ledger.sqlite3"
 
 
-class JobState(str, Enum):
-    """A file's state; the value is what the ledger stores (a ``str``, so SQL and JSON see it)."""
+class _Stored(str, Enum):
+    """An enum whose value is what the ledger stores (a ``str``, so SQL and JSON see it)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class JobState(_Stored):
+    """A file's state."""
 
     WAITING = "waiting"
     WORKING = "working"
@@ -36,20 +43,14 @@ class JobState(str, Enum):
     IGNORED = "ignored"
     REMOVED = "removed"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class JobPhase(str, Enum):
-    """The step under way (see :mod:`sfumato.jobs`); the value is what the ledger stores."""
+class JobPhase(_Stored):
+    """The step under way (see :mod:`sfumato.jobs`)."""
 
     CLOAK = "cloak"
     MOVE = "move"
     FAIL = "fail"
     DUPLICATE = "duplicate"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _SCHEMA = """
