@@ -151,8 +151,8 @@ def test_a_picture_larger_than_its_working_copy_keeps_the_ssimulacra2_floor_as_w
     grain = torch.randn(work.shape, generator=torch.Generator().manual_seed(0))
     delta = (work + (6 / 255) * grain).clamp(0, 1) - work
 
-    def render(d: torch.Tensor) -> np.ndarray:
-        return apply_full_resolution(pixels, d, 8)
+    def render(d: torch.Tensor, rows: slice = slice(None)) -> np.ndarray:
+        return apply_full_resolution(pixels, d, 8, rows)
 
     def as_written(d: torch.Tensor) -> float:
         return ssimulacra2_score(_uint8(large), _uint8(torch.from_numpy(render(d)).permute(2, 0, 1)[None]))
@@ -164,3 +164,12 @@ def test_a_picture_larger_than_its_working_copy_keeps_the_ssimulacra2_floor_as_w
     )
     assert as_written(held) >= 60.0
     assert float(held.abs().sum()) > 0.1 * float(delta.abs().sum())  # taken back, not wiped out
+
+
+def test_rendering_some_rows_gives_those_rows_of_the_whole_picture():
+    """The full-size hold renders only the rows it scores; they must be what the file will hold."""
+    pixels = np.random.default_rng(1).random((1300, 700, 3)).astype(np.float32)
+    delta = torch.randn(1, 3, 130, 70, generator=torch.Generator().manual_seed(1)) * 0.02
+    whole = apply_full_resolution(pixels, delta, 8)
+    for rows in (slice(0, 100), slice(500, 1100), slice(1000, 1300), slice(511, 513)):
+        assert np.array_equal(apply_full_resolution(pixels, delta, 8, rows), whole[rows])

@@ -215,14 +215,22 @@ def poison_report(
     return PoisonReport(**plan.report(), **targeted_success(encoders, cloaked, plan.target))
 
 
-def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: int) -> np.ndarray:
-    """Upsample δ band by band onto the full image and round to the output's bit depth."""
+def apply_full_resolution(
+    pixels: np.ndarray, delta: torch.Tensor, bit_depth: int, rows: slice = slice(None)
+) -> np.ndarray:
+    """Upsample δ band by band onto the full image and round to the output's bit depth.
+
+    ``rows``: only those rows of the output (each the same as in the whole picture's), for a
+    check that looks at part of the picture many times.
+    """
     h, w = pixels.shape[:2]
+    start, stop, _ = rows.indices(h)
+    first = start // BAND * BAND  # bands start at multiples of BAND, so each is upsampled alike
     levels = 2**bit_depth - 1
-    out = np.empty_like(pixels)
+    out = np.empty((max(0, stop - first), *pixels.shape[1:]), dtype=pixels.dtype)
     delta = delta.float().cpu()
     dh = delta.shape[-2]
-    for top in range(0, h, BAND):
+    for top in range(first, stop, BAND):
         bottom = min(h, top + BAND)
         if (dh, delta.shape[-1]) == (h, w):
             band = delta[0, :, top:bottom]
@@ -241,8 +249,9 @@ def apply_full_resolution(pixels: np.ndarray, delta: torch.Tensor, bit_depth: in
             if band.shape[1] < bottom - top:  # rounding at the last band
                 band = F.pad(band, (0, 0, 0, bottom - top - band.shape[1]), mode="replicate")
         band = band.permute(1, 2, 0).numpy()
-        out[top:bottom] = np.round(np.clip(pixels[top:bottom] + band, 0, 1) * levels) / levels
-    return out
+        written = np.round(np.clip(pixels[top:bottom] + band, 0, 1) * levels) / levels
+        out[top - first : bottom - first] = written[: stop - top]
+    return out[start - first :]
 
 
 def within_floor(
@@ -354,7 +363,7 @@ def cloak_image(
         full_size = None
         if tuple(work.shape[-2:]) != tuple(pixels.shape[:2]):
             full_size = full_size_ssimulacra2(
-                pixels, work, delta, lambda d: apply_full_resolution(pixels, d, bit_depth)
+                pixels, work, delta, lambda d, rows: apply_full_resolution(pixels, d, bit_depth, rows)
             )
         delta = hold_visibility_floor(
             work,

@@ -160,9 +160,12 @@ def worst_tile(
     sy, sx = work.shape[-2] / height, work.shape[-1] / width
     before, after = _uint8(work), _uint8((work + delta).clamp(0, 1))
 
+    def on_work(part: slice, factor: float) -> slice:  # at least 8 px: SSIMULACRA2's smallest
+        start = int(part.start * factor)
+        return slice(start, max(start + 8, round(part.stop * factor)))
+
     def score(tile: tuple[slice, slice]) -> float:
-        ys = slice(int(tile[0].start * sy), max(int(tile[0].start * sy) + 8, round(tile[0].stop * sy)))
-        xs = slice(int(tile[1].start * sx), max(int(tile[1].start * sx) + 8, round(tile[1].stop * sx)))
+        ys, xs = on_work(tile[0], sy), on_work(tile[1], sx)
         return ssimulacra2_score(before[ys, xs], after[ys, xs])
 
     candidates = tiles(height, width, most)
@@ -170,19 +173,23 @@ def worst_tile(
 
 
 def full_size_ssimulacra2(
-    pixels: np.ndarray, work: torch.Tensor, delta: torch.Tensor, render: Callable[[torch.Tensor], np.ndarray]
+    pixels: np.ndarray,
+    work: torch.Tensor,
+    delta: torch.Tensor,
+    render: Callable[[torch.Tensor, slice], np.ndarray],
 ) -> Callable[[torch.Tensor], float]:
     """SSIMULACRA2 of the written picture, for a δ found on a smaller working copy.
 
     Upsampled, the change grows coarser against the picture's own detail, and SSIMULACRA2 (unlike
     cvvdp, which is told the scale) sees the file pixel for pixel: the working copy of a 4 MP
     picture scored 61 where the file scored 48. So a large picture is scored as written
-    (``render(δ)``: H×W×3 in [0, 1], rounded as the file will be), on the 1 MP tile where the
-    working copy shows the change most (one tile keeps each step of the hold at a few seconds).
+    (``render(δ, rows)``: those rows of the output, H×W×3 in [0, 1], rounded as the file will be),
+    on the 1 MP tile where the working copy shows the change most (one tile keeps each step of
+    the hold at a few seconds).
     """
-    tile = worst_tile(pixels.shape[:2], work, delta)
-    reference = _uint8_array(pixels[tile])
-    return lambda candidate: ssimulacra2_score(reference, _uint8_array(render(candidate)[tile]))
+    rows, cols = worst_tile(pixels.shape[:2], work, delta)
+    reference = _uint8_array(pixels[rows, cols])
+    return lambda candidate: ssimulacra2_score(reference, _uint8_array(render(candidate, rows)[:, cols]))
 
 
 def hold_visibility_floor(
