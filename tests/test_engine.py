@@ -70,8 +70,11 @@ def test_per_pixel_budget_holds_and_flat_colour_gets_least(effnet):
 
 def test_the_search_spends_the_psnr_floor_where_it_helps(effnet):
     # A budget map with headroom, projected back onto the floor: the cloak ends near the floor,
-    # not a decibel above it as plain sign steps inside the map would leave it.
-    result = cloak_image(artwork(128), options(steps=16), encoders=effnet)
+    # not a decibel above it as plain sign steps inside the map would leave it. The painting is
+    # given dense grain, so its texture can hide the floor's change everywhere.
+    grain = np.random.default_rng(0).normal(0, 12, (128, 128, 3))
+    busy = np.clip(np.asarray(artwork(128), dtype=np.float64) + grain, 0, 255).astype(np.uint8)
+    result = cloak_image(Image.fromarray(busy), options(steps=16), encoders=effnet)
     floor = budget_for("default").psnr_floor
     assert floor <= result.report.psnr < floor + 0.5
 
@@ -282,6 +285,26 @@ def test_mostly_flat_art_keeps_the_flat_budget_on_every_flat_colour():
         away_from_texture[edge - 4 : edge + 5] = False
     assert eps[away_from_texture].max() <= flat_cap + 1e-4
     assert eps[:56, :56].mean() > 2 * flat_cap  # the texture still gets more
+
+
+def test_soft_rays_on_a_smooth_sky_get_only_the_flat_colour_budget():
+    """A drawn sunrise: smooth gradients hide nothing. The texture map leaves a residue of a tenth
+    of a level along soft rays, and a map scaled up without bound to reach the PSNR floor on so
+    little texture gave that residue the largest change, drawn as jagged streaks."""
+    from sfumato.engine.budget import budget_map
+
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float64)
+    sky = 40 + 160 * (yy / 255)[..., None] ** 1.6 * np.array([1.0, 0.7, 0.4])
+    angle, radius = np.arctan2(yy - 160, xx - 128), np.hypot(yy - 160, xx - 128)
+    rays = (0.5 + 0.5 * np.cos(angle * 14)) * np.exp(-radius / 90) * 40
+    art = np.clip(sky + rays[..., None] * np.array([1.0, 0.8, 0.4]), 0, 255).round().astype(np.uint8)
+    art[radius < 23] = (255, 236, 180)  # the sun, where the rays meet
+    x = torch.from_numpy(as_array(Image.fromarray(art))).permute(2, 0, 1)[None]
+    budget = budget_for("default")
+    eps = budget_map(x, budget)[0, 0]
+    # Close to the sun the rays are a fine grating of 30 levels, which does hide some change.
+    soft = torch.from_numpy(radius >= 40)
+    assert eps[soft].max() <= budget.eps_max * budget.flat_fraction + 1e-6
 
 
 def test_ssim_term_equals_kornias_ssim_in_value_and_gradient(monkeypatch):

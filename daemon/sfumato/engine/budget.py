@@ -20,6 +20,14 @@ FLAT_TEXTURE = 2 / 255
 # std 30 16 -> 14, 4-px blocks of it 11 -> 5.9.
 TEXTURE_WINDOW = 5
 EROSION = 9
+# The largest change a texture hides, as a share of its local std (above FLAT_TEXTURE): contrast
+# masking raises the threshold about in proportion to the masker's contrast, and a change about
+# as large as the texture itself is where it starts to show. The map is scaled to the PSNR
+# floor's RMS only up to this gain: on a picture with little texture (a drawn sunrise, a photo
+# of a clear sky) the scale grew without bound, and a residue of a tenth of a level of texture
+# along a soft ray got the largest change, drawn as jagged streaks. Paintings need a gain of
+# 0.35-1.2 to reach the floor; such pictures keep a higher PSNR instead.
+MAX_TEXTURE_GAIN = 1.0
 
 
 def texture_map(image: torch.Tensor, window: int = TEXTURE_WINDOW) -> torch.Tensor:
@@ -54,17 +62,17 @@ def budget_map(image: torch.Tensor, budget: Budget, masking: float = 0.0) -> tor
 
 
 def _scaled_to_floor(texture: torch.Tensor, budget: Budget, lo_eps: float) -> torch.Tensor:
+    """λ·texture clamped to [lo_eps, eps_max], λ the smallest that reaches the floor's RMS (with
+    headroom), and at most ``MAX_TEXTURE_GAIN``."""
     target = min(budget.rms * MAP_HEADROOM, budget.eps_max)
 
     def rms(scale: float) -> float:
         eps = (scale * texture).clamp(lo_eps, budget.eps_max)
         return float(eps.pow(2).mean().sqrt())
 
-    if rms(1e6) <= target:  # even full budget everywhere textured stays under the floor
-        return (1e6 * texture).clamp(lo_eps, budget.eps_max)
-    lo, hi = 0.0, 1.0
-    while rms(hi) < target:
-        hi *= 2
+    if rms(MAX_TEXTURE_GAIN) <= target:  # too little texture to hide the floor's change
+        return (MAX_TEXTURE_GAIN * texture).clamp(lo_eps, budget.eps_max)
+    lo, hi = 0.0, MAX_TEXTURE_GAIN
     for _ in range(30):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if rms(mid) < target else (lo, mid)

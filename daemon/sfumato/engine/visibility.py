@@ -34,7 +34,6 @@ MIN_SIDE = 64
 # Smoothing (pixels) of the local visibility map before it decides the take-back: a patch about
 # the size of a blotch that shows, so the take-back itself draws no sharp outline.
 MAP_SIGMA = 3.0
-BISECTION_STEPS = 9
 # The written pixels are rounded to 8 bits after the hold; this much above the floor keeps the
 # rounded image on it (rounding moved JOD by up to 0.02 in the visibility bench).
 ROUNDING_MARGIN = 0.05
@@ -205,29 +204,17 @@ def hold_visibility_floor(
     scores it: :func:`full_size_ssimulacra2` for a picture larger than its working copy).
 
     The local visibility map is smoothed, and δ is scaled by cap / visibility wherever the map is
-    above the cap; the cap is the largest that keeps the whole picture on the floors (bisection).
-    δ is only ever scaled toward zero, so it stays inside the budget map and the pixel range.
+    above the cap; the cap is the largest that keeps the whole picture on the floors. δ is only
+    ever scaled toward zero, so it stays inside the budget map and the pixel range.
+
+    The JOD's cap is found by bisection (cvvdp at working size is cheap), then the SSIMULACRA2's
+    below it by regula falsi: SSIMULACRA2 of a full-size tile costs seconds a score, and it falls
+    smoothly with the cap from 100 at no change, so a few scores land on the floor where
+    bisection took nine.
     """
     if not judgeable(image):
         return delta
-    jod_target = jod_floor + ROUNDING_MARGIN
-    if ssimulacra2_floor is not None and ssimulacra2_of is None:
-        reference = _uint8(image)
-
-        def ssimulacra2_of(candidate: torch.Tensor) -> float:
-            return ssimulacra2_score(reference, _uint8((image + candidate).clamp(0, 1)))
-
-    def holds(candidate: torch.Tensor, score: float | None = None) -> bool:
-        test = (image + candidate).clamp(0, 1)
-        if (score if score is not None else jod(image, test, scale)) < jod_target:
-            return False
-        if ssimulacra2_floor is None:
-            return True
-        return ssimulacra2_of(candidate) >= ssimulacra2_floor + SSIMULACRA2_MARGIN
-
     score, local = visibility_map(image, (image + delta).clamp(0, 1), scale)
-    if holds(delta, score):
-        return delta
     size = 2 * math.ceil(3 * MAP_SIGMA) + 1
     local = gaussian_blur2d(local, (size, size), (MAP_SIGMA, MAP_SIGMA), border_type="reflect")
     local = local.clamp_min(1e-6)
@@ -235,11 +222,81 @@ def hold_visibility_floor(
     def capped(cap: float) -> torch.Tensor:
         return delta * (cap / local).clamp(max=1.0)
 
-    lo, hi = 0.0, float(local.max())
+    jod_target = jod_floor + ROUNDING_MARGIN
+    cap = float(local.max())  # at this cap δ is whole
+    if score < jod_target:
+
+        def on_jod_floor(c: float) -> bool:
+            return jod(image, (image + capped(c)).clamp(0, 1), scale) >= jod_target
+
+        cap = _largest_passing(on_jod_floor, cap)
+    if ssimulacra2_floor is None:
+        return capped(cap)
+    if ssimulacra2_of is None:
+        reference = _uint8(image)
+
+        def ssimulacra2_of(candidate: torch.Tensor) -> float:
+            return ssimulacra2_score(reference, _uint8((image + candidate).clamp(0, 1)))
+
+    target = ssimulacra2_floor + SSIMULACRA2_MARGIN
+    found = _largest_scoring(
+        lambda c: ssimulacra2_of(capped(c)), target, cap, lambda c: float(capped(c).pow(2).mean())
+    )
+    return capped(found)
+
+
+BISECTION_STEPS = 9
+# Regula falsi for the SSIMULACRA2 cap: at most this many scores after the first, and done once a
+# passing score is within the tolerance of the target.
+SECANT_STEPS = 4
+SECANT_TOLERANCE = 1.0
+
+
+def _largest_passing(passes: Callable[[float], bool], hi: float) -> float:
+    """The largest cap in [0, hi] that passes (the lower end of a bisection: it always passes)."""
+    lo = 0.0
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2
-        if holds(capped(mid)):
-            lo = mid
+        lo, hi = (mid, hi) if passes(mid) else (lo, mid)
+    return lo
+
+
+def _largest_scoring(
+    score_of: Callable[[float], float], target: float, hi: float, energy_of: Callable[[float], float]
+) -> float:
+    """The largest cap in [0, hi] whose score is at least ``target``, for a score that falls from
+    100 at cap 0 as the change grows: Illinois regula falsi on the change's energy (cheap to
+    compute for any cap), against which the score falls about linearly, where against the cap
+    itself it falls steeply and then flattens. Returns a cap that scored on target, or 0."""
+    high_score = score_of(hi)
+    if high_score >= target:
+        return hi
+    lo, low_score, side = 0.0, 100.0, 0
+    low_energy, high_energy = energy_of(lo), energy_of(hi)
+    for _ in range(SECANT_STEPS):
+        aim = high_energy - (high_score - target) * (high_energy - low_energy) / (high_score - low_score)
+        margin = 0.05 * (high_energy - low_energy)  # never stall at an end
+        aim = min(max(aim, low_energy + margin), high_energy - margin)
+        mid = _cap_for(energy_of, aim, lo, hi)
+        value = score_of(mid)
+        if value >= target:
+            lo, low_score, low_energy = mid, value, energy_of(mid)
+            if value - target <= SECANT_TOLERANCE:
+                break
+            if side == 1:  # the same end moved twice: halve the other's weight (Illinois)
+                high_score = target + (high_score - target) / 2
+            side = 1
         else:
-            hi = mid
-    return capped(lo)
+            hi, high_score, high_energy = mid, value, energy_of(mid)
+            if side == -1:
+                low_score = target + (low_score - target) / 2
+            side = -1
+    return lo
+
+
+def _cap_for(energy_of: Callable[[float], float], energy: float, lo: float, hi: float) -> float:
+    """The cap in [lo, hi] whose change has ``energy`` (it grows with the cap)."""
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if energy_of(mid) < energy else (lo, mid)
+    return (lo + hi) / 2
