@@ -25,8 +25,8 @@ EROSION = 9
 # as large as the texture itself is where it starts to show. The map is scaled to the PSNR
 # floor's RMS only up to this gain: on a picture with little texture (a drawn sunrise, a photo
 # of a clear sky) the scale grew without bound, and a residue of a tenth of a level of texture
-# along a soft ray got the largest change, drawn as jagged streaks. Paintings need a gain of
-# 0.35-1.2 to reach the floor; such pictures keep a higher PSNR instead.
+# along a soft ray got the largest change, drawn as jagged streaks. The shared Van Goghs need a
+# gain of 0.35-1.55 to reach the floor; pictures that need more keep a higher PSNR instead.
 MAX_TEXTURE_GAIN = 1.0
 
 

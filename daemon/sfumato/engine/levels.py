@@ -106,15 +106,10 @@ class Search:
     steps: int
     views: int  # random views per step
     work_side: int  # the perturbation is searched at most at this size, then upsampled
-    # Bisection steps of the visibility hold: each costs a cvvdp run and, on a picture larger
-    # than its working copy, a full-size SSIMULACRA2 of a 1 MP tile (about 2.7 s on a CPU). Each
-    # halves how much more than needed may be taken back: 5 leave at most 1/32 of the map's
-    # range, where `fast` spent 9 steps and 20 s of its 34 at 4 MP.
-    hold_steps: int = 9
 
 
 QUALITIES: dict[str, Search] = {
-    "fast": Search(steps=16, views=2, work_side=512, hold_steps=5),
+    "fast": Search(steps=16, views=2, work_side=512),
     "default": Search(steps=60, views=3, work_side=640),
     "slow": Search(steps=160, views=4, work_side=1024),
 }
