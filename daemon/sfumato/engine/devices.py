@@ -48,7 +48,8 @@ def cpu_bfloat16(device: torch.device):
     """bfloat16 autocast on a CPU that computes it natively; float32 elsewhere.
 
     For models of large matrix products (transformers): on such a CPU they run a third faster in
-    bfloat16 with the same input gradient (cosine 0.9999 on ViT-B-32). Convolutional networks
+    bfloat16 with the same input gradient (cosine 0.9999 on ViT-B-32 with random weights, the
+    only ones this project's machines can load). Convolutional networks
     gain nothing there and lose gradient precision (cosine 0.92 on EfficientNet-Lite), and
     without native support PyTorch emulates bfloat16, slower than float32.
     """
