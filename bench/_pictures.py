@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from _common import spread, vangogh_images
+
 PICTURES = Path(tempfile.gettempdir()) / "sfumato-bench-pictures"
 SIDE = 512
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -147,3 +149,11 @@ def enlarged(paths: list[Path], megapixels: int, folder: Path = PICTURES) -> lis
             ).save(target)
         found.append(target)
     return found
+
+
+# The benches' picture sets: the shared paintings (in ``spread`` order), and the photos with skies
+# and the flat-colour drawings above.
+PICTURE_SETS: dict[str, Callable[[], list[Path]]] = {
+    "vangogh": lambda: spread(vangogh_images()),
+    "flat": flat_pictures,
+}

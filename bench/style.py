@@ -3,9 +3,11 @@
 Cloak the shared Van Gogh images toward ``pixelart`` against effnet-lite:0 + effnet-lite:1, then
 measure with the held-out effnet-lite:2 the projection shift of unit pooled features
 ((f(x') - f(x)) · (f(t) - f(x))) / |f(t) - f(x)|², on the cloak, after JPEG 75 and after a
-half-size resize, with mean PSNR.
+half-size resize, with mean PSNR. ``--set flat`` cloaks the photos with skies and the
+flat-colour drawings of ``bench/visibility.py`` instead, where the budget map leaves flat colour
+±1 level at ``default``: what protection keeping them clean costs.
 
-    python bench/style.py [--limit N] [--intensity default] [--quality default]
+    python bench/style.py [--set vangogh|flat] [--limit N] [--intensity default] [--quality default]
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from _common import (
     jpeg,
     mean,
     print_summary,
-    spread,
     transfer_encoders,
-    vangogh_images,
 )
+from _pictures import PICTURE_SETS
 
 
 def main() -> None:
-    args = bench_parser(__doc__).parse_args()
+    parser = bench_parser(__doc__)
+    parser.add_argument("--set", choices=sorted(PICTURE_SETS), default="vangogh", help="which pictures")
+    args = parser.parse_args()
 
     from sfumato.engine.image_ops import pixelart
     from sfumato.engine.objectives import projection_shift
@@ -36,7 +39,7 @@ def main() -> None:
     surrogates, held_out = transfer_encoders(args.threads)
     options = bench_options(args, style="pixelart", encoders=SURROGATES)
     rows, shifts, psnrs, secs = [], {"cloak": [], "jpeg75": [], "half": []}, [], []
-    images = spread(vangogh_images())[args.start :][: args.limit]
+    images = PICTURE_SETS[args.set]()[args.start :][: args.limit]
     for path, original, result, seconds in cloak_each(images, options, surrogates):
         secs.append(seconds)
         cloaked = result.image

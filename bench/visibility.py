@@ -15,7 +15,7 @@ again without cloaking. ``--reference`` instead measures JPEG quality 75 re-enco
 and Mist (ε 16) on the shared Monet, for scale.
 
     python bench/visibility.py [--sets vangogh,flat] [--limit N] [--intensities low,default]
-                                [--quality default] [--large 4,24]
+                                [--quality default] [--large 4,24 [--large-only]]
     python bench/visibility.py --save DIR | --measure DIR
     python bench/visibility.py --reference
 """
@@ -34,11 +34,9 @@ from _common import (
     cloaks,
     jpeg,
     print_table,
-    spread,
     to_array,
-    vangogh_images,
 )
-from _pictures import enlarged, flat_pictures
+from _pictures import PICTURE_SETS, enlarged
 
 MIST = (
     SHARED / "data" / "peers" / "monet-woman-with-a-parasol.png",
@@ -61,14 +59,19 @@ COLUMNS = [
 
 
 def image_sets(
-    limit: int | None, start: int, large: list[int], names: tuple[str, ...] = ("vangogh", "flat")
+    limit: int | None,
+    start: int,
+    large: list[int],
+    names: tuple[str, ...] = ("vangogh", "flat"),
+    large_only: bool = False,
 ) -> dict[str, list[Path]]:
-    """``vangogh`` and ``flat`` (``start``/``limit`` apply to each), and their enlargements."""
-    every = {"vangogh": lambda: spread(vangogh_images()), "flat": flat_pictures}
-    sets = {name: every[name]()[start:][:limit] for name in names}
+    """``vangogh`` and ``flat`` (``start``/``limit`` apply to each), and their enlargements
+    (only those with ``large_only``)."""
+    base = {name: PICTURE_SETS[name]()[start:][:limit] for name in names}
+    sets = {} if large_only else dict(base)
     for megapixels in large:
         for name in names:
-            sets[f"{name}@{megapixels}MP"] = enlarged(sets[name], megapixels)
+            sets[f"{name}@{megapixels}MP"] = enlarged(base[name], megapixels)
     return sets
 
 
@@ -167,10 +170,12 @@ def main() -> None:
     parser.add_argument("--encoder", action="append", dest="encoders", metavar="SPEC")
     parser.add_argument("--reference", action="store_true", help="JPEG 75 and Mist, no cloaks")
     parser.add_argument("--sets", default="vangogh,flat", help="which sets: vangogh, flat or both")
+    parser.add_argument("--large-only", action="store_true", help="only the --large enlargements")
     add_saving(parser)
     args = parser.parse_args()
     large = [int(m) for m in args.large.split(",") if m.strip()]
-    sets = image_sets(args.limit, args.start, large, tuple(n.strip() for n in args.sets.split(",")))
+    names = tuple(n.strip() for n in args.sets.split(","))
+    sets = image_sets(args.limit, args.start, large, names, args.large_only)
     if args.reference:
         reference(sets)
         return

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from enginekit import TINY_CLIP, artwork
+from sfumato.engine import devices
 from sfumato.engine.cloak import cloak_image, load_encoders
 from sfumato.engine.encoders import load_encoder
 from sfumato.engine.encoders import openclip as openclip_loader
@@ -89,8 +90,9 @@ def test_tiny_clip_text_tower_embeds_free_text():
     assert not torch.allclose(text[0], text[1])
 
 
-def test_text_tower_is_loaded_only_when_text_is_asked_for_and_from_the_same_weights(tmp_path):
+def test_text_tower_is_loaded_only_when_text_is_asked_for_and_from_the_same_weights(tmp_path, monkeypatch):
     """A built-in style never needs the text tower (ViT-B-32's is 0.25 GB); text gets the right one."""
+    monkeypatch.setattr(devices, "native_cpu_bfloat16", lambda: False)  # float32, as open_clip's
     open_clip = openclip_loader._open_clip()  # registers sfumato-tiny
 
     checkpoint_model = open_clip.create_model("sfumato-tiny")
@@ -110,9 +112,10 @@ def test_text_tower_is_loaded_only_when_text_is_asked_for_and_from_the_same_weig
     assert torch.allclose(text, expected, atol=1e-5)
 
 
-def test_image_tower_attention_matches_open_clips_own_with_gradients_on():
+def test_image_tower_attention_matches_open_clips_own_with_gradients_on(monkeypatch):
     """The image tower's attention is swapped for a faster batch-first one: the embedding and the
     gradient the search follows must be open_clip's own."""
+    monkeypatch.setattr(devices, "native_cpu_bfloat16", lambda: False)  # float32, as open_clip's
     open_clip = openclip_loader._open_clip()
     cpu = torch.device("cpu")
     encoder = openclip_loader.load("sfumato-tiny/random", cpu)
@@ -132,6 +135,39 @@ def test_image_tower_attention_matches_open_clips_own_with_gradients_on():
     (expected * weights).sum().backward()
     assert ours.grad.abs().sum() > 0
     assert torch.allclose(ours.grad, theirs.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_vit_follows_the_float32_gradient_in_bfloat16_where_the_cpu_has_it(monkeypatch, native):
+    """On a CPU with native bfloat16 a ViT runs in it (a third faster); the search must still get
+    float32 embeddings and the direction float32 would give it. Elsewhere it is float32 itself."""
+    cpu = torch.device("cpu")
+    encoder = openclip_loader.load("sfumato-tiny/random", cpu)
+    images = torch.rand(2, 3, 64, 64)
+
+    def embedding_and_gradient(bfloat16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        monkeypatch.setattr(devices, "native_cpu_bfloat16", lambda: bfloat16)
+        pixels = images.clone().requires_grad_(True)
+        embedding = encoder.embed(pixels)
+        (embedding * torch.linspace(-1, 1, embedding.shape[-1])).sum().backward()
+        return embedding, pixels.grad
+
+    exact, exact_grad = embedding_and_gradient(False)
+    mixed, mixed_grad = embedding_and_gradient(native)
+    assert mixed.dtype == torch.float32
+    assert (mixed == exact).all().item() is not native  # bfloat16 rounds: equal only when off
+    cosine = torch.nn.functional.cosine_similarity(mixed_grad.flatten(), exact_grad.flatten(), dim=0)
+    assert cosine > 0.99
+
+
+def test_a_convolutional_encoder_stays_in_float32_on_a_bfloat16_cpu(monkeypatch):
+    monkeypatch.setattr(devices, "native_cpu_bfloat16", lambda: True)
+    encoder = load_encoder("effnet-lite:0", torch.device("cpu"))
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        on_bfloat16_cpu = encoder.embed(images)
+        monkeypatch.setattr(devices, "native_cpu_bfloat16", lambda: False)
+        assert torch.equal(on_bfloat16_cpu, encoder.embed(images))
 
 
 def test_random_weights_are_reproducible_so_a_later_text_tower_matches():

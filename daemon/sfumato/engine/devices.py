@@ -44,6 +44,32 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def cpu_bfloat16(device: torch.device):
+    """bfloat16 autocast on a CPU that computes it natively; float32 elsewhere.
+
+    For models of large matrix products (transformers): on such a CPU they run a third faster in
+    bfloat16 with the same input gradient (cosine 0.9999 on ViT-B-32 with random weights, the
+    only ones this project's machines can load). Convolutional networks
+    gain nothing there and lose gradient precision (cosine 0.92 on EfficientNet-Lite), and
+    without native support PyTorch emulates bfloat16, slower than float32.
+    """
+    if device.type == "cpu" and native_cpu_bfloat16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@functools.cache
+def native_cpu_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (Intel AMX or AVX-512 BF16). PyTorch asks
+    the CPU only through private functions, so a PyTorch without them counts as no."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    try:
+        return any(check() for check in checks if check is not None)
+    except RuntimeError:
+        return False
+
+
 def release_freed_memory() -> None:
     """Hand the heap memory a finished search has freed back to the system (Linux glibc).
 

@@ -43,8 +43,9 @@ SSIMULACRA2_MARGIN = 1.0
 # tile counting (what a person looking at each part at 1:1 sees; sfumato check does the same).
 TILE_PIXELS = 2**21  # 2 MP: 1448×1448 tiles at most
 # A picture larger than the working copy keeps its SSIMULACRA2 floor at full size, scored on one
-# tile of this many pixels: one tile keeps the hold's bisection at a few seconds a step on a CPU.
-FULL_SIZE_TILE_PIXELS = 2**20
+# tile of this many pixels (0.5 MP: about a second a score on a CPU). The tile is where the change
+# shows most, and a smaller one is stricter: it averages in less of the picture where it hides.
+FULL_SIZE_TILE_PIXELS = 2**19
 
 
 @functools.lru_cache(maxsize=8)
@@ -183,8 +184,8 @@ def full_size_ssimulacra2(
     cvvdp, which is told the scale) sees the file pixel for pixel: the working copy of a 4 MP
     picture scored 61 where the file scored 48. So a large picture is scored as written
     (``render(δ, rows)``: those rows of the output, H×W×3 in [0, 1], rounded as the file will be),
-    on the 1 MP tile where the working copy shows the change most (one tile keeps each step of
-    the hold at a few seconds).
+    on the full-size tile where the working copy shows the change most (one tile keeps each
+    score of the hold at about a second).
     """
     rows, cols = worst_tile(pixels.shape[:2], work, delta)
     reference = _uint8_array(pixels[rows, cols])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from sfumato.engine.devices import cpu_bfloat16
 from sfumato.engine.encoders.attention import use_batch_first_attention
 from sfumato.engine.encoders.base import Encoder
 from sfumato.engine.encoders.concepts import CONCEPT_TEMPLATES
@@ -60,11 +61,15 @@ class OpenClipEncoder(Encoder):
     ) -> None:
         cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+        from open_clip.transformer import VisionTransformer
 
         super().__init__(cfg.get("mean", OPENAI_DATASET_MEAN), cfg.get("std", OPENAI_DATASET_STD))
         size = model.visual.image_size
         self.input_size = tuple(size) if isinstance(size, list | tuple) else (size, size)
         self.visual = model.visual
+        # open_clip's own ViTs run in bfloat16 on a CPU that has it; its ResNets and timm towers
+        # are convolutional or unknown here, and stay in float32.
+        self._bfloat16_on_cpu = isinstance(model.visual, VisionTransformer)
         use_batch_first_attention(self.visual)  # same attention, a quarter faster with gradients
         self._make_tokenizer = make_tokenizer
         self._tokenizer: Callable[[Sequence[str]], torch.Tensor] | None = None
@@ -72,7 +77,11 @@ class OpenClipEncoder(Encoder):
         self._text_model: torch.nn.Module | None = None
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.visual(pixels)  # what open_clip's encode_image does, without normalising
+        # what open_clip's encode_image does, without normalising
+        if not self._bfloat16_on_cpu:
+            return self.visual(pixels)
+        with cpu_bfloat16(pixels.device):
+            return self.visual(pixels).float()
 
     @property
     def tokenizer(self) -> Callable[[Sequence[str]], torch.Tensor]:
