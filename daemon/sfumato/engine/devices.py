@@ -49,9 +49,9 @@ def cpu_bfloat16(device: torch.device):
 
     For models of large matrix products (transformers): on such a CPU they run a third faster in
     bfloat16 with the same input gradient (cosine 0.9999 on ViT-B-32 with random weights, the
-    only ones this project's machines can load). Convolutional networks
-    gain nothing there and lose gradient precision (cosine 0.92 on EfficientNet-Lite), and
-    without native support PyTorch emulates bfloat16, slower than float32.
+    only ones this project's machines can load). Convolutional networks gain nothing there and
+    lose gradient precision (cosine 0.92 on EfficientNet-Lite), and without native support
+    PyTorch emulates bfloat16, slower than float32.
     """
     if device.type == "cpu" and native_cpu_bfloat16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
