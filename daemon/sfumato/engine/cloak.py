@@ -38,7 +38,7 @@ from sfumato.engine.poison import PoisonPlan, combine_terms, plan_poison, target
 from sfumato.engine.stylizers import STYLIZERS
 from sfumato.engine.targets import reference_images, text_targets
 from sfumato.engine.views import View, ViewSampler
-from sfumato.engine.visibility import full_size_ssimulacra2, hold_visibility_floor
+from sfumato.engine.visibility import WrittenPicture, hold_visibility_floor
 from sfumato.errors import EncoderError, UsageError
 from sfumato.options import CloakRequest
 from sfumato.specs import StyleKind, StyleRequest, parse_style
@@ -360,10 +360,10 @@ def cloak_image(
             progress=progress,
             should_stop=should_stop,
         )
-        full_size = None
+        written = None
         if tuple(work.shape[-2:]) != tuple(pixels.shape[:2]):
-            full_size = full_size_ssimulacra2(
-                pixels, work, delta, lambda d, rows: apply_full_resolution(pixels, d, bit_depth, rows)
+            written = WrittenPicture(
+                pixels, lambda candidate, rows: apply_full_resolution(pixels, candidate, bit_depth, rows)
             )
         delta = hold_visibility_floor(
             work,
@@ -371,7 +371,7 @@ def cloak_image(
             budget.jod_floor,
             budget.ssimulacra2_floor,
             work.shape[-1] / pixels.shape[1],
-            full_size,
+            written,
         )
     else:
         delta = torch.zeros_like(work)

@@ -22,11 +22,14 @@ import logging
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
-from PIL import Image
+
+from sfumato.engine.ssimulacra2 import Reference
 
 DISPLAY = "standard_4k"
 # cvvdp's pyramid needs a few levels; smaller pictures are judged by the budget map alone.
@@ -42,10 +45,15 @@ SSIMULACRA2_MARGIN = 1.0
 # Large pictures are judged in tiles of at most this many pixels at full resolution, the worst
 # tile counting (what a person looking at each part at 1:1 sees; sfumato check does the same).
 TILE_PIXELS = 2**21  # 2 MP: 1448×1448 tiles at most
-# A picture larger than the working copy keeps its SSIMULACRA2 floor at full size, scored on one
-# tile of this many pixels (0.5 MP: about a second a score on a CPU). The tile is where the change
-# shows most, and a smaller one is stricter: it averages in less of the picture where it hides.
-FULL_SIZE_TILE_PIXELS = 2**19
+# A tile's JOD is judged on its written pixels reduced to about this many (2×2 ... means, cvvdp
+# told the scale): on a 24 MP photo's 2 MP tiles, within 0.02 JOD of full size (never above it),
+# at a tenth of the time.
+JOD_TILE_PIXELS = 2**17
+# How many SSIMULACRA2 points a JOD counts for when a tile's two floors are held as one score.
+JOD_IN_SSIMULACRA2 = 50.0
+# A picture held tile by tile gets one cap per tile; where two tiles meet, the lower cap reaches
+# this many working pixels into the other tile and the two blend over it, so no seam shows.
+SEAM_RADIUS = 6
 
 
 @functools.lru_cache(maxsize=8)
@@ -114,6 +122,11 @@ def visibility_map(
     return float(score), local
 
 
+def _as_8_bit(image: torch.Tensor) -> torch.Tensor:
+    """Values in [0, 1] rounded to the 8-bit samples a screen shows."""
+    return torch.round(image.detach().float().clamp(0, 1) * 255) / 255
+
+
 def _uint8(image: torch.Tensor) -> np.ndarray:
     """1×3×H×W in [0, 1] as the 8-bit H×W×3 samples a screen shows."""
     return _uint8_array(image.detach()[0].permute(1, 2, 0).float().cpu().numpy())
@@ -124,19 +137,15 @@ def _uint8_array(pixels: np.ndarray) -> np.ndarray:
     return np.round(np.clip(pixels[..., :3], 0, 1) * 255).astype(np.uint8)
 
 
-def _png(pixels: np.ndarray) -> io.BytesIO:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, "PNG", compress_level=0)
-    buffer.seek(0)
-    return buffer
+def _tensor(pixels: np.ndarray) -> torch.Tensor:
+    """8-bit H×W×3 samples as 1×3×H×W in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255
 
 
 def ssimulacra2_score(reference: np.ndarray, test: np.ndarray) -> float:
-    """SSIMULACRA2 (100 = identical) of 8-bit H×W×3 pixels; the package reads files, so it is
-    given lossless PNGs in memory."""
-    from ssimulacra2 import compute_ssimulacra2
-
-    return float(compute_ssimulacra2(_png(reference), _png(test)))
+    """SSIMULACRA2 (100 = identical) of 8-bit H×W×3 pixels (:mod:`sfumato.engine.ssimulacra2`:
+    the ``ssimulacra2`` package's score, computed faster)."""
+    return Reference(_tensor(reference)).score(_tensor(test))
 
 
 def tiles(height: int, width: int, most: int = TILE_PIXELS) -> list[tuple[slice, slice]]:
@@ -151,45 +160,18 @@ def tiles(height: int, width: int, most: int = TILE_PIXELS) -> list[tuple[slice,
     return [(slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1])) for i in range(rows) for j in range(cols)]
 
 
-def worst_tile(
-    size: tuple[int, int], work: torch.Tensor, delta: torch.Tensor, most: int = FULL_SIZE_TILE_PIXELS
-) -> tuple[slice, slice]:
-    """The full-size tile of at most ``most`` pixels whose part of the working copy scores the
-    lowest SSIMULACRA2 with ``delta``: where the change shows most, found at working size."""
-    height, width = size
-    sy, sx = work.shape[-2] / height, work.shape[-1] / width
-    before, after = _uint8(work), _uint8((work + delta).clamp(0, 1))
-
-    def on_work(part: slice, factor: float) -> slice:  # at least 8 px: SSIMULACRA2's smallest
-        start = int(part.start * factor)
-        return slice(start, max(start + 8, round(part.stop * factor)))
-
-    def score(tile: tuple[slice, slice]) -> float:
-        ys, xs = on_work(tile[0], sy), on_work(tile[1], sx)
-        return ssimulacra2_score(before[ys, xs], after[ys, xs])
-
-    candidates = tiles(height, width, most)
-    return candidates[0] if len(candidates) == 1 else min(candidates, key=score)
-
-
-def full_size_ssimulacra2(
-    pixels: np.ndarray,
-    work: torch.Tensor,
-    delta: torch.Tensor,
-    render: Callable[[torch.Tensor, slice], np.ndarray],
-) -> Callable[[torch.Tensor], float]:
-    """SSIMULACRA2 of the written picture, for a δ found on a smaller working copy.
+@dataclass(frozen=True)
+class WrittenPicture:
+    """A picture larger than the working copy its δ was found on, as the file will hold it.
 
     Upsampled, the change grows coarser against the picture's own detail, and SSIMULACRA2 (unlike
-    cvvdp, which is told the scale) sees the file pixel for pixel: the working copy of a 4 MP
-    picture scored 61 where the file scored 48. So a large picture is scored as written
-    (``render(δ, rows)``: those rows of the output, H×W×3 in [0, 1], rounded as the file will be),
-    on the full-size tile where the working copy shows the change most (one tile keeps each
-    score of the hold at about a second).
+    cvvdp, which is told the scale) sees the file pixel for pixel: the working copy of a 24 MP
+    picture can score 60 where the file's worst tile scores 45. So such a picture keeps its
+    SSIMULACRA2 floor on the written pixels, tile by tile, as ``sfumato check`` judges it.
     """
-    rows, cols = worst_tile(pixels.shape[:2], work, delta)
-    reference = _uint8_array(pixels[rows, cols])
-    return lambda candidate: ssimulacra2_score(reference, _uint8_array(render(candidate, rows)[:, cols]))
+
+    pixels: np.ndarray  # H×W×3 in [0, 1]
+    render: Callable[[torch.Tensor, slice], np.ndarray]  # those rows of the output for δ, as written
 
 
 def hold_visibility_floor(
@@ -198,19 +180,21 @@ def hold_visibility_floor(
     jod_floor: float,
     ssimulacra2_floor: float | None = None,
     scale: float = 1.0,
-    ssimulacra2_of: Callable[[torch.Tensor], float] | None = None,
+    written: WrittenPicture | None = None,
 ) -> torch.Tensor:
     """δ taken back where it shows most, until image + δ scores at least ``jod_floor`` JOD and,
-    when given, ``ssimulacra2_floor`` SSIMULACRA2 (of the working copy, or as ``ssimulacra2_of(δ)``
-    scores it: :func:`full_size_ssimulacra2` for a picture larger than its working copy).
+    when given, ``ssimulacra2_floor`` SSIMULACRA2 (of the working copy, or of each full-size tile
+    of the ``written`` picture when it is larger than the working copy).
 
     The local visibility map is smoothed, and δ is scaled by cap / visibility wherever the map is
-    above the cap; the cap is the largest that keeps the whole picture on the floors. δ is only
-    ever scaled toward zero, so it stays inside the budget map and the pixel range.
+    above the cap; the cap is the largest that keeps the picture on the floors (for a written
+    picture, each tile has its own, so a sky in one corner does not cost the brushwork elsewhere
+    its change). δ is only ever scaled toward zero, so it stays inside the budget map and the
+    pixel range.
 
     The JOD's cap is found by bisection (cvvdp at working size is cheap), then the SSIMULACRA2's
-    below it by regula falsi: SSIMULACRA2 of a full-size tile costs seconds a score, and it falls
-    smoothly with the cap from 100 at no change, so a few scores land on the floor where
+    below it by regula falsi: SSIMULACRA2 of a full-size tile costs about a second a score, and
+    it falls smoothly with the cap from 100 at no change, so a few scores land on the floor where
     bisection took nine.
     """
     if not judgeable(image):
@@ -220,7 +204,7 @@ def hold_visibility_floor(
     local = gaussian_blur2d(local, (size, size), (MAP_SIGMA, MAP_SIGMA), border_type="reflect")
     local = local.clamp_min(1e-6)
 
-    def capped(cap: float) -> torch.Tensor:
+    def capped(cap: float | torch.Tensor) -> torch.Tensor:
         return delta * (cap / local).clamp(max=1.0)
 
     jod_target = jod_floor + ROUNDING_MARGIN
@@ -233,17 +217,100 @@ def hold_visibility_floor(
         cap = _largest_passing(on_jod_floor, cap)
     if ssimulacra2_floor is None:
         return capped(cap)
-    if ssimulacra2_of is None:
-        reference = _uint8(image)
-
-        def ssimulacra2_of(candidate: torch.Tensor) -> float:
-            return ssimulacra2_score(reference, _uint8((image + candidate).clamp(0, 1)))
-
     target = ssimulacra2_floor + SSIMULACRA2_MARGIN
-    found = _largest_scoring(
-        lambda c: ssimulacra2_of(capped(c)), target, cap, lambda c: float(capped(c).pow(2).mean())
-    )
-    return capped(found)
+    if written is not None:
+        return capped(_tile_caps(written, local, capped, cap, Floors(jod_target, target)))
+    reference = Reference(_as_8_bit(image))
+
+    def on_work(candidate: torch.Tensor) -> float:
+        return reference.score(_as_8_bit(image + candidate))
+
+    def energy(c: float) -> float:
+        return float(capped(c).pow(2).mean())
+
+    return capped(_largest_scoring(lambda c: on_work(capped(c)), target, cap, energy))
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What a tile must score, margins included."""
+
+    jod: float
+    ssimulacra2: float
+
+
+def _tile_caps(
+    written: WrittenPicture,
+    local: torch.Tensor,
+    capped: Callable[[float], torch.Tensor],
+    cap: float,
+    floors: Floors,
+) -> torch.Tensor:
+    """A map of caps over the working copy: under each full-size tile the largest cap (at most
+    ``cap``) whose written pixels keep both floors there, lowered and blended where tiles meet."""
+    height, width = written.pixels.shape[:2]
+    caps = torch.full_like(local, cap)
+    for rows, cols in tiles(height, width, TILE_PIXELS):
+        box = (..., _on_work(rows, local.shape[-2] / height), _on_work(cols, local.shape[-1] / width))
+        caps[box] = caps[box].clamp(max=_tile_cap(written, rows, cols, capped, cap, floors, box))
+    return _seamless(caps)
+
+
+def _tile_cap(
+    written: WrittenPicture,
+    rows: slice,
+    cols: slice,
+    capped: Callable[[float], torch.Tensor],
+    cap: float,
+    floors: Floors,
+    box: tuple,
+) -> float:
+    """The largest cap (at most ``cap``) whose written pixels keep both floors in one tile.
+
+    The JOD is judged here too, on the rounded pixels: the whole-picture hold judges the working
+    copy before rounding, and rounding a smooth change to 8 bits draws contours in a clear sky
+    (on a 24 MP photo's sky tile: 9.61 JOD unrounded, 9.41 as written). The two floors are held
+    as one score, the lower of SSIMULACRA2 and the JOD's margin in SSIMULACRA2 points."""
+    reference = _tensor(_uint8_array(written.pixels[rows, cols]))
+    structure = Reference(reference)
+    factor = _jod_reduction(reference)
+
+    def score(c: float) -> float:
+        test = _tensor(_uint8_array(written.render(capped(c), rows)[:, cols]))
+        ssimulacra2 = structure.score(test)
+        if factor is None:
+            return ssimulacra2
+        seen = jod(F.avg_pool2d(reference, factor), F.avg_pool2d(test, factor), 1 / factor)
+        return min(ssimulacra2, floors.ssimulacra2 + JOD_IN_SSIMULACRA2 * (seen - floors.jod))
+
+    def energy(c: float) -> float:  # of the working copy's part under the tile
+        return float(capped(c)[box].pow(2).mean())
+
+    return _largest_scoring(score, floors.ssimulacra2, cap, energy)
+
+
+def _jod_reduction(tile: torch.Tensor) -> int | None:
+    """The whole factor a tile is reduced by to judge its JOD (None: too small to judge)."""
+    if not judgeable(tile):
+        return None
+    factor = max(1, math.floor(math.sqrt(tile.shape[-2] * tile.shape[-1] / JOD_TILE_PIXELS)))
+    while factor > 1 and min(tile.shape[-2:]) // factor < MIN_SIDE:
+        factor -= 1
+    return factor
+
+
+def _on_work(part: slice, factor: float) -> slice:
+    """The working copy's rows (or columns) under a full-size tile's."""
+    return slice(int(part.start * factor), max(int(part.start * factor) + 1, math.ceil(part.stop * factor)))
+
+
+def _seamless(caps: torch.Tensor) -> torch.Tensor:
+    """Tile caps blended across tile borders, never above any tile's own cap where it applies
+    (a minimum over the seam's radius, then a blur no wider than it)."""
+    width = 2 * SEAM_RADIUS + 1
+    lowest = -F.max_pool2d(-caps, width, stride=1, padding=SEAM_RADIUS)
+    sigma = SEAM_RADIUS / 3
+    return gaussian_blur2d(lowest, (width, width), (sigma, sigma), border_type="replicate")
 
 
 BISECTION_STEPS = 9

@@ -15,11 +15,13 @@ metrics' memory bounded (ColorVideoVDP needs about 0.7 GB per megapixel).
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 
 from sfumato.engine.visibility import DISPLAY, TILE_PIXELS, tiles
 from sfumato.verify.figures import visual_change
@@ -76,10 +78,19 @@ def jod(original: np.ndarray, changed: np.ndarray, device: torch.device | None =
 
 
 def ssimulacra2(original: np.ndarray, changed: np.ndarray) -> float:
-    """SSIMULACRA2 for 8-bit H×W×3 pixels: the engine's own judge, the one its floor is held with."""
-    from sfumato.engine.visibility import ssimulacra2_score
+    """SSIMULACRA2 for 8-bit H×W×3 pixels, by the ``ssimulacra2`` package itself (the engine holds
+    its floor with its own faster copy of the same score; the judge stays the reference one). The
+    package reads files, so it is given lossless PNGs in memory."""
+    from ssimulacra2 import compute_ssimulacra2
 
-    return ssimulacra2_score(original, changed)
+    return float(compute_ssimulacra2(_png(original), _png(changed)))
+
+
+def _png(pixels: np.ndarray) -> io.BytesIO:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "PNG", compress_level=0)
+    buffer.seek(0)
+    return buffer
 
 
 def measure_visibility(
