@@ -216,3 +216,29 @@ def test_rendering_some_rows_gives_those_rows_of_the_whole_picture():
     whole = apply_full_resolution(pixels, delta, 8)
     for rows in (slice(0, 100), slice(500, 1100), slice(1000, 1300), slice(511, 513)):
         assert np.array_equal(apply_full_resolution(pixels, delta, 8, rows), whole[rows])
+
+
+def test_a_large_picture_keeps_the_jod_floor_on_its_written_pixels():
+    """The whole-picture hold judges the working copy before rounding; what the file shows can be
+    more (8-bit rounding draws contours in a clear sky). Here the written picture shows the change
+    four times as strong as the working copy does: each tile is judged as written and keeps the
+    floor there."""
+    from sfumato.verify.visibility import jod as judge_jod
+
+    sky = sky_and_brushwork(128)[..., :64].repeat(1, 1, 1, 2)  # the smooth half, twice
+    large = torch.nn.functional.interpolate(sky, scale_factor=2, mode="bilinear").clamp(0, 1)
+    pixels = (torch.round(large * 255) / 255)[0].permute(1, 2, 0).numpy()
+    work = working_copy(pixels, 128, torch.device("cpu"))
+    grain = torch.randn(work.shape, generator=torch.Generator().manual_seed(0))
+    delta = (work + (1.5 / 255) * grain).clamp(0, 1) - work
+
+    def render(d: torch.Tensor, rows: slice = slice(None)) -> np.ndarray:
+        return apply_full_resolution(pixels, 4 * d, 8, rows)
+
+    def as_written(d: torch.Tensor) -> float:
+        return judge_jod(*(np.round(p * 255).astype(np.uint8) for p in (pixels, render(d))))
+
+    assert as_written(hold_visibility_floor(work, delta, 9.5, 30.0, 0.5)) < 9.5  # working copy: fine
+    held = hold_visibility_floor(work, delta, 9.5, 30.0, 0.5, WrittenPicture(pixels, render))
+    assert as_written(held) >= 9.5
+    assert float(held.abs().sum()) > 0.1 * float(delta.abs().sum())

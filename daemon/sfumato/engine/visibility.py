@@ -183,8 +183,8 @@ def hold_visibility_floor(
     written: WrittenPicture | None = None,
 ) -> torch.Tensor:
     """δ taken back where it shows most, until image + δ scores at least ``jod_floor`` JOD and,
-    when given, ``ssimulacra2_floor`` SSIMULACRA2 (of the working copy, or of each full-size tile
-    of the ``written`` picture when it is larger than the working copy).
+    when given, ``ssimulacra2_floor`` SSIMULACRA2: on the working copy, and for a ``written``
+    picture larger than it also in each full-size tile of the file (both floors, as written).
 
     The local visibility map is smoothed, and δ is scaled by cap / visibility wherever the map is
     above the cap; the cap is the largest that keeps the picture on the floors (for a written
