@@ -154,7 +154,7 @@ def _enlarged_sky_and_brushwork(
     work = working_copy(pixels, 128, torch.device("cpu"))
     grain = torch.randn(work.shape, generator=torch.Generator().manual_seed(0))
     delta = (work + (6 / 255) * grain).clamp(0, 1) - work
-    written = WrittenPicture(pixels, lambda d, rows: apply_full_resolution(pixels, d, 8, rows))
+    written = WrittenPicture(pixels, lambda d, rows, cols: apply_full_resolution(pixels, d, 8, rows, cols))
     return pixels, work, delta, written
 
 
@@ -167,7 +167,7 @@ def _written_score(
     def as_8_bit(values: np.ndarray) -> np.ndarray:
         return np.round(np.clip(values[:, cols], 0, 1) * 255).astype(np.uint8)
 
-    return ssimulacra2(as_8_bit(pixels), as_8_bit(written.render(delta, slice(None))))
+    return ssimulacra2(as_8_bit(pixels), as_8_bit(written.render(delta, slice(None), slice(None))))
 
 
 def test_a_picture_larger_than_its_working_copy_keeps_the_ssimulacra2_floor_as_written():
@@ -209,13 +209,19 @@ def test_tile_caps_blend_across_a_border_without_rising_above_either():
     assert float(blended.diff(dim=-1).abs().max()) < 0.75 / 3  # a ramp, not a step
 
 
-def test_rendering_some_rows_gives_those_rows_of_the_whole_picture():
-    """The full-size hold renders only the rows it scores; they must be what the file will hold."""
+def test_rendering_part_of_a_picture_gives_that_part_of_the_whole_picture():
+    """The full-size hold renders only the tile it scores; it must be what the file will hold."""
     pixels = np.random.default_rng(1).random((1300, 700, 3)).astype(np.float32)
     delta = torch.randn(1, 3, 130, 70, generator=torch.Generator().manual_seed(1)) * 0.02
     whole = apply_full_resolution(pixels, delta, 8)
     for rows in (slice(0, 100), slice(500, 1100), slice(1000, 1300), slice(511, 513)):
         assert np.array_equal(apply_full_resolution(pixels, delta, 8, rows), whole[rows])
+        for cols in (slice(0, 350), slice(349, 700), slice(3, 4)):
+            assert np.array_equal(apply_full_resolution(pixels, delta, 8, rows, cols), whole[rows, cols])
+    # and the whole is δ upsampled as PyTorch's bilinear does it, rounded to 8 bits
+    upsampled = torch.nn.functional.interpolate(delta, size=(1300, 700), mode="bilinear", align_corners=False)
+    expected = np.clip(pixels + upsampled[0].permute(1, 2, 0).numpy(), 0, 1) * 255
+    assert np.abs(whole * 255 - expected).max() <= 0.5 + 1e-3
 
 
 def test_a_large_picture_keeps_the_jod_floor_on_its_written_pixels():
@@ -232,8 +238,8 @@ def test_a_large_picture_keeps_the_jod_floor_on_its_written_pixels():
     grain = torch.randn(work.shape, generator=torch.Generator().manual_seed(0))
     delta = (work + (1.5 / 255) * grain).clamp(0, 1) - work
 
-    def render(d: torch.Tensor, rows: slice = slice(None)) -> np.ndarray:
-        return apply_full_resolution(pixels, 4 * d, 8, rows)
+    def render(d: torch.Tensor, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
+        return apply_full_resolution(pixels, 4 * d, 8, rows, cols)
 
     def as_written(d: torch.Tensor) -> float:
         return judge_jod(*(np.round(p * 255).astype(np.uint8) for p in (pixels, render(d))))

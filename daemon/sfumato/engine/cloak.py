@@ -216,42 +216,52 @@ def poison_report(
 
 
 def apply_full_resolution(
-    pixels: np.ndarray, delta: torch.Tensor, bit_depth: int, rows: slice = slice(None)
+    pixels: np.ndarray,
+    delta: torch.Tensor,
+    bit_depth: int,
+    rows: slice = slice(None),
+    cols: slice = slice(None),
 ) -> np.ndarray:
-    """Upsample δ band by band onto the full image and round to the output's bit depth.
+    """Upsample δ (bilinearly, pixel centres aligned) band by band onto the full image and round
+    to the output's bit depth.
 
-    ``rows``: only those rows of the output (each the same as in the whole picture's), for a
-    check that looks at part of the picture many times.
+    ``rows``, ``cols``: only that part of the output, exactly as in the whole picture's (each
+    output pixel is interpolated from its own position alone), for a check that looks at one
+    part of the picture many times.
     """
     h, w = pixels.shape[:2]
-    start, stop, _ = rows.indices(h)
-    first = start // BAND * BAND  # bands start at multiples of BAND, so each is upsampled alike
+    top, stop, _ = rows.indices(h)
+    left, right, _ = cols.indices(w)
     levels = 2**bit_depth - 1
-    out = np.empty((max(0, stop - first), *pixels.shape[1:]), dtype=pixels.dtype)
-    delta = delta.float().cpu()
-    dh = delta.shape[-2]
-    for top in range(first, stop, BAND):
-        bottom = min(h, top + BAND)
-        if (dh, delta.shape[-1]) == (h, w):
-            band = delta[0, :, top:bottom]
-        else:
-            # rows of the small δ that cover this band, plus one on each side for interpolation
-            y0 = max(0, int(top * dh / h) - 1)
-            y1 = min(dh, int(np.ceil(bottom * dh / h)) + 1)
-            up = F.interpolate(
-                delta[:, :, y0:y1],
-                size=(round((y1 - y0) * h / dh), w),
-                mode="bilinear",
-                align_corners=False,
-            )
-            offset = top - round(y0 * h / dh)
-            band = up[0, :, offset : offset + bottom - top]
-            if band.shape[1] < bottom - top:  # rounding at the last band
-                band = F.pad(band, (0, 0, 0, bottom - top - band.shape[1]), mode="replicate")
+    delta = delta.float().cpu()[0]
+    out = np.empty((max(0, stop - top), max(0, right - left), *pixels.shape[2:]), dtype=pixels.dtype)
+    across = _bilinear_taps(w, delta.shape[-1], left, right)
+    for first in range(top, stop, BAND):
+        last = min(stop, first + BAND)
+        band = _lerp(_lerp(delta, _bilinear_taps(h, delta.shape[-2], first, last), dim=1), across, dim=2)
         band = band.permute(1, 2, 0).numpy()
-        written = np.round(np.clip(pixels[top:bottom] + band, 0, 1) * levels) / levels
-        out[top - first : bottom - first] = written[: stop - top]
-    return out[start - first :]
+        written = np.round(np.clip(pixels[first:last, left:right] + band, 0, 1) * levels) / levels
+        out[first - top : last - top] = written
+    return out
+
+
+Taps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _bilinear_taps(size: int, source: int, start: int, stop: int) -> Taps:
+    """For outputs ``start``..``stop`` of ``size`` made from ``source`` samples: the two source
+    indices each one blends and the second's weight (PyTorch's bilinear, pixel centres aligned)."""
+    position = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * (source / size) - 0.5).clamp_min(0)
+    below = position.floor().long().clamp(max=source - 1)
+    return below, (below + 1).clamp(max=source - 1), (position - below).float()
+
+
+def _lerp(values: torch.Tensor, taps: Taps, dim: int) -> torch.Tensor:
+    below, above, weight = taps
+    shape = [1] * values.dim()
+    shape[dim] = -1
+    weight = weight.view(shape)
+    return values.index_select(dim, below) * (1 - weight) + values.index_select(dim, above) * weight
 
 
 def within_floor(
@@ -362,9 +372,11 @@ def cloak_image(
         )
         written = None
         if tuple(work.shape[-2:]) != tuple(pixels.shape[:2]):
-            written = WrittenPicture(
-                pixels, lambda candidate, rows: apply_full_resolution(pixels, candidate, bit_depth, rows)
-            )
+
+            def render(candidate: torch.Tensor, rows: slice, cols: slice) -> np.ndarray:
+                return apply_full_resolution(pixels, candidate, bit_depth, rows, cols)
+
+            written = WrittenPicture(pixels, render)
         delta = hold_visibility_floor(
             work,
             delta,

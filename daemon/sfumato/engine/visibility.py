@@ -171,7 +171,7 @@ class WrittenPicture:
     """
 
     pixels: np.ndarray  # H×W×3 in [0, 1]
-    render: Callable[[torch.Tensor, slice], np.ndarray]  # those rows of the output for δ, as written
+    render: Callable[[torch.Tensor, slice, slice], np.ndarray]  # (δ, rows, cols): that part as written
 
 
 def hold_visibility_floor(
@@ -276,7 +276,7 @@ def _tile_cap(
     factor = _jod_reduction(reference)
 
     def score(c: float) -> float:
-        test = _tensor(_uint8_array(written.render(capped(c), rows)[:, cols]))
+        test = _tensor(_uint8_array(written.render(capped(c), rows, cols)))
         ssimulacra2 = structure.score(test)
         if factor is None:
             return ssimulacra2
