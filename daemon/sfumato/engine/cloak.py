@@ -260,8 +260,8 @@ def _lerp(values: torch.Tensor, taps: Taps, dim: int) -> torch.Tensor:
     below, above, weight = taps
     shape = [1] * values.dim()
     shape[dim] = -1
-    weight = weight.view(shape)
-    return values.index_select(dim, below) * (1 - weight) + values.index_select(dim, above) * weight
+    before = (slice(None),) * dim
+    return torch.lerp(values[(*before, below)], values[(*before, above)], weight.view(shape))
 
 
 def within_floor(
