@@ -63,43 +63,61 @@ def _blur(planes: torch.Tensor) -> torch.Tensor:
     """The package's blur: Gaussian σ 1.5, mirrored (edge pixel repeated) beyond the top and
     bottom, zeros beyond the left and right edges (the package blurs its planes transposed).
 
-    Summed from shifted slices in place: twice as fast on a CPU as a depthwise convolution."""
+    Summed from shifted slices in place, one plane at a time: twice as fast on a CPU as a
+    depthwise convolution, and a 2 MP tile's temporaries stay near 10 MB a plane."""
     kernel = _kernel()
     height, width = planes.shape[-2:]
-    tall = torch.cat([planes[..., :RADIUS, :].flip(-2), planes, planes[..., -RADIUS:, :].flip(-2)], dim=-2)
-    columns = tall[..., :height, :] * kernel[0]
-    for offset, weight in enumerate(kernel[1:], 1):
-        columns.add_(tall[..., offset : offset + height, :], alpha=weight)
-    wide = F.pad(columns, (RADIUS, RADIUS))
-    out = wide[..., :width] * kernel[0]
-    for offset, weight in enumerate(kernel[1:], 1):
-        out.add_(wide[..., offset : offset + width], alpha=weight)
+    out = torch.empty_like(planes)
+    for channel in range(planes.shape[1]):
+        plane = planes[:, channel]
+        tall = torch.cat([plane[..., :RADIUS, :].flip(-2), plane, plane[..., -RADIUS:, :].flip(-2)], dim=-2)
+        columns = tall[..., :height, :] * kernel[0]
+        for offset, weight in enumerate(kernel[1:], 1):
+            columns.add_(tall[..., offset : offset + height, :], alpha=weight)
+        del tall
+        wide = F.pad(columns, (RADIUS, RADIUS))
+        del columns
+        target = out[:, channel]
+        torch.mul(wide[..., :width], kernel[0], out=target)
+        for offset, weight in enumerate(kernel[1:], 1):
+            target.add_(wide[..., offset : offset + width], alpha=weight)
     return out
 
 
 def _norms(error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per plane: the mean and the 4-norm mean of an error map (1×3×H×W)."""
-    return error.mean((0, 2, 3)), error.pow(4).mean((0, 2, 3)).pow(0.25)
+    return error.mean((0, 2, 3)), error.square().square_().mean((0, 2, 3)).pow(0.25)
 
 
-def _scale_terms(
-    first: torch.Tensor, mu1: torch.Tensor, s11: torch.Tensor, second: torch.Tensor
-) -> torch.Tensor:
-    """3×6: per plane, SSIM's mean and 4-norm, artefacts' and lost detail's the same."""
-    mu2, s22, s12 = _blur(torch.cat([second, second * second, first * second], dim=1)).split(3, dim=1)
-    structure = (2 * (s12 - mu1 * mu2) + C2) / ((s11 - mu1 * mu1) + (s22 - mu2 * mu2) + C2)
-    ssim = (1 - (1 - (mu1 - mu2) ** 2) * structure).clamp_min(0)
-    edges = (1 + (second - mu2).abs()) / (1 + (first - mu1).abs()) - 1
-    terms = [*_norms(ssim), *_norms(edges.clamp_min(0)), *_norms((-edges).clamp_min(0))]
-    return torch.stack(terms, dim=1)
+def _halved(linear: torch.Tensor) -> torch.Tensor:
+    """The next scale: 2×2 means (a last odd row or column averaged alone, as the package does)."""
+    return F.avg_pool2d(linear, 2, ceil_mode=True)
 
 
-def _pyramid(srgb: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
-    """Linear RGB at each of SSIMULACRA2's scales (halved by 2×2 means, while at least 8 px)."""
-    levels = [_linear(srgb.to(dtype))]
-    while len(levels) < SCALES and min(levels[-1].shape[-2:]) >= 8:
-        levels.append(F.avg_pool2d(levels[-1], 2, ceil_mode=True))
-    return [level for level in levels if min(level.shape[-2:]) >= 8]
+class _Scale:
+    """The original's half of one scale: its XYB planes, their local means, variances and the
+    edge measure's denominator."""
+
+    def __init__(self, linear: torch.Tensor) -> None:
+        self.xyb = _xyb(linear)
+        self.mean = _blur(self.xyb)
+        self.variance = _blur(self.xyb * self.xyb).sub_(self.mean * self.mean)
+        self.edge = (self.xyb - self.mean).abs_().add_(1)
+
+    def terms(self, linear: torch.Tensor) -> torch.Tensor:
+        """3×6 for a test picture's scale: per plane, SSIM's mean and 4-norm, artefacts' and lost
+        detail's the same."""
+        second = _xyb(linear)
+        mean = _blur(second)
+        covariance = _blur(self.xyb * second).sub_(self.mean * mean).mul_(2).add_(C2)
+        spread = _blur(second * second).sub_(mean * mean).add_(self.variance).add_(C2)
+        covariance.div_(spread)  # the structure term
+        del spread
+        ssim = (self.mean - mean).square_().neg_().add_(1).mul_(covariance).neg_().add_(1).clamp_min_(0)
+        del covariance
+        edges = (second - mean).abs_().add_(1).div_(self.edge).sub_(1)
+        terms = [*_norms(ssim), *_norms(edges.clamp_min(0)), *_norms(edges.neg_().clamp_min_(0))]
+        return torch.stack(terms, dim=1)
 
 
 class Reference:
@@ -108,21 +126,21 @@ class Reference:
     def __init__(self, pixels: torch.Tensor, dtype: torch.dtype = torch.float32) -> None:
         """``pixels``: 1×3×H×W sRGB in [0, 1], as 8-bit samples."""
         self.dtype = dtype
-        self.scales = []
+        self.scales: list[_Scale] = []
         with torch.no_grad():
-            for level in _pyramid(pixels, dtype):
-                xyb = _xyb(level)
-                mu, square = _blur(torch.cat([xyb, xyb * xyb], dim=1)).split(3, dim=1)
-                self.scales.append((xyb, mu, square))
+            linear = _linear(pixels.to(dtype))
+            while len(self.scales) < SCALES and min(linear.shape[-2:]) >= 8:
+                self.scales.append(_Scale(linear))
+                linear = _halved(linear)
 
     def score(self, test: torch.Tensor) -> float:
         """SSIMULACRA2 (100 = identical) of ``test`` (like the reference) against the reference."""
         with torch.no_grad():
-            levels = _pyramid(test, self.dtype)
-            per_scale = [
-                _scale_terms(first, mu, square, _xyb(level))
-                for (first, mu, square), level in zip(self.scales, levels, strict=True)
-            ]
+            linear = _linear(test.to(self.dtype))
+            per_scale = []
+            for scale in self.scales:
+                per_scale.append(scale.terms(linear))
+                linear = _halved(linear)
             # The package's order: plane, scale, norm, then SSIM / artefact / lost detail.
             ordered = torch.stack(per_scale, dim=1).view(3, len(per_scale), 3, 2)
             terms = ordered.permute(0, 1, 3, 2).reshape(-1).double().abs()
