@@ -19,12 +19,16 @@ from sfumato.engine.visibility import (
     SSIMULACRA2_MARGIN,
     WrittenPicture,
     _seamless,
-    _uint8,
     hold_visibility_floor,
     jod,
-    ssimulacra2_score,
 )
 from sfumato.options import CloakRequest
+from sfumato.verify.visibility import ssimulacra2 as ssimulacra2_score
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    """1×3×H×W in [0, 1] as the 8-bit H×W×3 samples a file holds."""
+    return np.round(image.detach()[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
 
 
 def tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -162,12 +166,11 @@ def _written_score(
     pixels: np.ndarray, written: WrittenPicture, delta: torch.Tensor, cols: slice = slice(None)
 ) -> float:
     """SSIMULACRA2 of the file as written, by the package (the judge)."""
-    from sfumato.verify.visibility import ssimulacra2
 
     def as_8_bit(values: np.ndarray) -> np.ndarray:
         return np.round(np.clip(values[:, cols], 0, 1) * 255).astype(np.uint8)
 
-    return ssimulacra2(as_8_bit(pixels), as_8_bit(written.render(delta, slice(None), slice(None))))
+    return ssimulacra2_score(as_8_bit(pixels), as_8_bit(written.render(delta, slice(None), slice(None))))
 
 
 def test_a_picture_larger_than_its_working_copy_keeps_the_ssimulacra2_floor_as_written():

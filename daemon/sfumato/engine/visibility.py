@@ -125,11 +125,6 @@ def _as_8_bit(image: torch.Tensor) -> torch.Tensor:
     return torch.round(image.detach().float().clamp(0, 1) * 255) / 255
 
 
-def _uint8(image: torch.Tensor) -> np.ndarray:
-    """1×3×H×W in [0, 1] as the 8-bit H×W×3 samples a screen shows."""
-    return _uint8_array(image.detach()[0].permute(1, 2, 0).float().cpu().numpy())
-
-
 def _uint8_array(pixels: np.ndarray) -> np.ndarray:
     """H×W×3 in [0, 1] as the 8-bit samples a screen shows."""
     return np.round(np.clip(pixels[..., :3], 0, 1) * 255).astype(np.uint8)
@@ -138,12 +133,6 @@ def _uint8_array(pixels: np.ndarray) -> np.ndarray:
 def _tensor(pixels: np.ndarray) -> torch.Tensor:
     """8-bit H×W×3 samples as 1×3×H×W in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 255
-
-
-def ssimulacra2_score(reference: np.ndarray, test: np.ndarray) -> float:
-    """SSIMULACRA2 (100 = identical) of 8-bit H×W×3 pixels (:mod:`sfumato.engine.ssimulacra2`:
-    the ``ssimulacra2`` package's score, computed faster)."""
-    return Reference(_tensor(reference)).score(_tensor(test))
 
 
 def tiles(height: int, width: int, most: int = TILE_PIXELS) -> list[tuple[slice, slice]]:
@@ -191,8 +180,8 @@ def hold_visibility_floor(
     pixel range.
 
     The JOD's cap is found by bisection (cvvdp at working size is cheap), then the SSIMULACRA2's
-    below it by regula falsi: SSIMULACRA2 of a full-size tile costs about a second a score, and
-    it falls smoothly with the cap from 100 at no change, so a few scores land on the floor where
+    below it by a secant on the change's energy (:func:`_largest_scoring`): SSIMULACRA2 of a
+    full-size tile costs about a second a score, and a few scores land on the floor where
     bisection took nine.
     """
     if not judgeable(image):
@@ -272,6 +261,7 @@ def _tile_cap(
     reference = _tensor(_uint8_array(written.pixels[rows, cols]))
     factor = _jod_reduction(reference)
 
+    @functools.lru_cache(maxsize=1)  # SSIMULACRA2's first score is often the JOD's last cap
     def rendered(c: float) -> torch.Tensor:
         return _tensor(_uint8_array(written.render(capped(c), rows, cols)))
 
