@@ -150,16 +150,22 @@ class StyleTerm:
         return (1 - MAP_WEIGHT) * shift + MAP_WEIGHT * map_shift
 
     def _aligned_shift(self, cloaked: torch.Tensor, view: View) -> torch.Tensor:
+        """The mean shift over the encoder's aligned levels (its latent, and inner maps where it
+        exposes them: :meth:`Encoder.aligned_levels`)."""
         # Views differ in size, so latents are compared one view at a time; the original and its
         # target share one batched, gradient-free pass, kept for when the view recurs.
         window = spatial_view(view)
         if view not in self._references:
             with torch.no_grad():
                 references = torch.cat([self.original_image, self.target_image])
-                self._references[view] = unit(self.encoder.embed(apply_view(window, references))).split(1)
-        origin, target = self._references[view]
-        moved = unit(self.encoder.embed(apply_view(window, cloaked)))
-        return projection_shift(moved, origin, target)
+                levels = self.encoder.aligned_levels(apply_view(window, references))
+                self._references[view] = [unit(level).split(1) for level in levels]
+        moved = self.encoder.aligned_levels(apply_view(window, cloaked))
+        shifts = [
+            projection_shift(unit(level), origin, target)
+            for level, (origin, target) in zip(moved, self._references[view], strict=True)
+        ]
+        return torch.stack(shifts).mean(0)
 
 
 def centroid(encoder: Encoder, image: torch.Tensor, views: Sequence[View]) -> torch.Tensor:

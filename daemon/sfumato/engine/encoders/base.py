@@ -64,6 +64,14 @@ class Encoder(nn.Module):
         """
         return self.embed(images, size), None
 
+    def aligned_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """For spatial encoders: the maps a latent term pulls toward the target's, finest first.
+
+        The latent alone by default; an encoder may add inner maps, which other networks share
+        more than they share the latent (the search's pull on them transfers further).
+        """
+        return [self.embed(images)]
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(images)
 
