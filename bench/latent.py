@@ -11,6 +11,9 @@ Four more columns give the same shifts as the held-out latent judge sees them (`
 judge``: a student of TAEF2 of another build, 16× down-sampling, that the search never optimises
 against), the stand-in for an unseen generator's autoencoder.
 ``--time-ensemble`` instead times the default ensemble with and without TAEF2 on one 4 MP image.
+``--blend`` makes no cloak: it moves each painting itself part of the way toward its target picture
+(x + a·(t - x), rounded to 8 bits) and gives TAEF2's and the judge's shifts with the PSNR, for
+scale: what a change that really is the target's look buys at each PSNR.
 
 ``--reference`` replaces the cloak with the plainest white-box search: the whole image at its own
 size, no views, no budget map and no SSIM term, only the intensity's largest change and PSNR floor.
@@ -20,6 +23,7 @@ What it reaches is about as far as this budget moves the latent at all (see docs
     python bench/latent.py --reference [--limit N]
     python bench/latent.py --measure DIR [--limit N] [--start K]
     python bench/latent.py --time-ensemble
+    python bench/latent.py --blend [--limit N]
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from _common import (
     saved_each,
     spread,
     to_array,
+    to_image,
     vangogh_images,
 )
 
@@ -189,6 +194,39 @@ def efficacy(args: argparse.Namespace) -> None:
     )
 
 
+BLEND_FRACTIONS = (0.1, 0.2, 0.3, 0.5)
+
+
+def blend_scale(args: argparse.Namespace) -> None:
+    """Mean PSNR and shifts (TAEF2, judge) of the paintings blended toward pixelart, per fraction."""
+    from sfumato.engine.cloak import load_encoders
+    from sfumato.engine.image_ops import pixelart
+    from sfumato.verify.figures import visual_change
+    from sfumato.verify.judge import load_judge
+
+    (tae,) = load_encoders([TAEF2], torch.device("cpu"))
+    judge = load_judge("cpu")
+    columns = ("PSNR", "TAEF2", "judge")
+    measured = {a: {c: [] for c in columns} for a in BLEND_FRACTIONS}
+    for path in vangogh_images(args.limit, args.start):
+        original = Image.open(path).convert("RGB")
+        x = as_tensor(original)
+        target = pixelart(x)
+        line = [path.stem]
+        for fraction, figures in measured.items():
+            image = to_image(x + fraction * (target - x))
+            figures["PSNR"].append(visual_change(to_array(original), to_array(image))["psnr"])
+            for name, encoder in (("TAEF2", tae), ("judge", judge)):
+                figures[name].append(all_shifts(encoder, x, image, target)[0])
+            line.append(f"{fraction}: " + " ".join(f"{figures[c][-1]:.3f}" for c in columns))
+        print(*line, flush=True)
+    print()
+    print_table(
+        ["blend toward pixelart", "mean PSNR (dB)", "TAEF2 shift", "judge shift"],
+        [[f"{a:.1f}", *(mean(f[c], 2 if c == "PSNR" else 3) for c in columns)] for a, f in measured.items()],
+    )
+
+
 def four_megapixels() -> Image.Image:
     """A 2304×1728 enlargement of a Van Gogh image: real texture at a typical upload size."""
     return Image.open(vangogh_images(1)[0]).convert("RGB").resize((2304, 1728), Image.Resampling.LANCZOS)
@@ -245,9 +283,15 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true", help="the plain white-box search, not the cloak")
     parser.add_argument("--measure", type=Path, default=None, help="measure the cloaks saved in this folder")
     parser.add_argument("--spread", action="store_true", help="series by series (0, 5, 10...)")
+    parser.add_argument("--blend", action="store_true", help="no cloak: blends toward the target, for scale")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    (time_ensemble if args.time_ensemble else efficacy)(args)
+    if args.time_ensemble:
+        time_ensemble(args)
+    elif args.blend:
+        blend_scale(args)
+    else:
+        efficacy(args)
 
 
 if __name__ == "__main__":
