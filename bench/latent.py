@@ -201,6 +201,7 @@ def blend_scale(args: argparse.Namespace) -> None:
     """Mean PSNR and shifts (TAEF2, judge) of the paintings blended toward pixelart, per fraction."""
     from sfumato.engine.cloak import load_encoders
     from sfumato.engine.image_ops import pixelart
+    from sfumato.engine.objectives import projection_shift
     from sfumato.verify.figures import visual_change
     from sfumato.verify.judge import load_judge
 
@@ -217,7 +218,8 @@ def blend_scale(args: argparse.Namespace) -> None:
             image = to_image(x + fraction * (target - x))
             figures["PSNR"].append(visual_change(to_array(original), to_array(image))["psnr"])
             for name, encoder in (("TAEF2", tae), ("judge", judge)):
-                figures[name].append(all_shifts(encoder, x, image, target)[0])
+                moved, origin, goal = (features(encoder, picture) for picture in (image, x, target))
+                figures[name].append(float(projection_shift(moved, origin, goal)[0]))
             line.append(f"{fraction}: " + " ".join(f"{figures[c][-1]:.3f}" for c in columns))
         print(*line, flush=True)
     print()
