@@ -67,8 +67,8 @@ class TAEF2Encoder(Encoder):
 
         A search that pulls only the latent finds directions peculiar to TAEF2's last stages; the
         held-out judge, another network, barely follows them. Pulling the inner maps as well moved
-        the judge 1.4× as far on the cloak and twice as far after JPEG 75 (docs/benchmarks.md).
-        """
+        the judge 1.2-1.3× as far on four paintings, on the cloak and after JPEG 75
+        (docs/benchmarks.md, the held-out latent judge)."""
         x = self.preprocess(images).contiguous(memory_format=torch.channels_last)
         levels = []
         for index, layer in enumerate(self.encoder):
