@@ -201,25 +201,25 @@ def blend_scale(args: argparse.Namespace) -> None:
     """Mean PSNR and shifts (TAEF2, judge) of the paintings blended toward pixelart, per fraction."""
     from sfumato.engine.cloak import load_encoders
     from sfumato.engine.image_ops import pixelart
+    from sfumato.engine.metrics import psnr
     from sfumato.engine.objectives import projection_shift
-    from sfumato.verify.figures import visual_change
     from sfumato.verify.judge import load_judge
 
-    (tae,) = load_encoders([TAEF2], torch.device("cpu"))
-    judge = load_judge("cpu")
-    columns = ("PSNR", "TAEF2", "judge")
+    encoders = {"TAEF2": load_encoders([TAEF2], torch.device("cpu"))[0], "judge": load_judge("cpu")}
+    columns = ("PSNR", *encoders)
     measured = {a: {c: [] for c in columns} for a in BLEND_FRACTIONS}
     for path in vangogh_images(args.limit, args.start):
         original = Image.open(path).convert("RGB")
         x = as_tensor(original)
         target = pixelart(x)
+        # the original's and the target's embeddings, once per painting for every fraction
+        ends = {name: (features(e, x), features(e, target)) for name, e in encoders.items()}
         line = [path.stem]
         for fraction, figures in measured.items():
             image = to_image(x + fraction * (target - x))
-            figures["PSNR"].append(visual_change(to_array(original), to_array(image))["psnr"])
-            for name, encoder in (("TAEF2", tae), ("judge", judge)):
-                moved, origin, goal = (features(encoder, picture) for picture in (image, x, target))
-                figures[name].append(float(projection_shift(moved, origin, goal)[0]))
+            figures["PSNR"].append(psnr(to_array(original), to_array(image)))
+            for name, encoder in encoders.items():
+                figures[name].append(float(projection_shift(features(encoder, image), *ends[name])[0]))
             line.append(f"{fraction}: " + " ".join(f"{figures[c][-1]:.3f}" for c in columns))
         print(*line, flush=True)
     print()
